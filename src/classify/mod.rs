@@ -1,0 +1,1 @@
+//! Process classification into groups and subgroups.

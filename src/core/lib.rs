@@ -1,0 +1,63 @@
+//! The core API of herakles-node-exporter.
+//!
+//! This crate is everything a collector needs and nothing more: the
+//! [`Collector`] trait, the [`Registration`] that a collector submits through
+//! [`inventory`], the [`MetricSink`] it writes samples into, and the
+//! [`ScrapeContext`] that carries the filesystem roots and the data shared by
+//! all collectors within one scrape.
+//!
+//! It is deliberately small. Built-in collectors and third-party collector
+//! crates depend on it alone, so its surface is what we promise to keep
+//! stable (see `docs/plugins.md`).
+//!
+//! # Writing a collector
+//!
+//! ```
+//! use herakles_core::{BuildCollector, BuildContext, Collector, Desc, MetricSink,
+//!     NoConfig, Registration, ScrapeContext};
+//!
+//! /// Exposes the number of entries in `/proc/loadavg`... as an example.
+//! struct Example;
+//!
+//! const ANSWER: Desc = Desc::gauge("example_answer", "The answer, from the kernel.");
+//!
+//! impl Collector for Example {
+//!     fn collect(&self, ctx: &ScrapeContext, out: &mut MetricSink) -> herakles_core::Result<()> {
+//!         let text = ctx.read_proc("loadavg")?;
+//!         out.single(&ANSWER, text.split_whitespace().count() as f64);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! impl BuildCollector for Example {
+//!     type Config = NoConfig;
+//!     fn build(_: NoConfig, _: &BuildContext) -> herakles_core::Result<Self> {
+//!         Ok(Example)
+//!     }
+//! }
+//!
+//! herakles_core::inventory::submit! {
+//!     Registration::new::<Example>("example", "An example collector", false, env!("CARGO_PKG_NAME"))
+//! }
+//! ```
+
+mod collector;
+mod context;
+mod error;
+mod metrics;
+mod registry;
+pub mod testing;
+
+pub use collector::{BuildCollector, BuildContext, Collector, NoConfig};
+pub use context::{Paths, ScrapeContext};
+pub use error::{Error, Result};
+pub use metrics::{escape_label_value, Desc, Family, MetricSink, MetricType};
+pub use registry::{registrations, AnyConfig, Registration};
+
+/// Re-exported so collector crates register with the exact `inventory` version
+/// the exporter collects from; a second copy of `inventory` would keep its own,
+/// invisible, list.
+pub use inventory;
+/// Re-exported for the same reason as [`inventory`]: config types derive
+/// `JsonSchema` from the copy the exporter reads docs from.
+pub use schemars;

@@ -1,0 +1,164 @@
+//! Collector registration.
+//!
+//! There is no central list of collectors. Each collector file ends with
+//!
+//! ```ignore
+//! herakles_core::inventory::submit! {
+//!     Registration::new::<MyCollector>("name", "One line.", true, env!("CARGO_PKG_NAME"))
+//! }
+//! ```
+//!
+//! and the exporter finds every submitted registration at start-up through
+//! [`registrations`]. The CLI flags, the `collectors` listing, config
+//! validation and the generated config reference are all derived from these
+//! registrations, so adding a collector touches only its own file.
+
+use std::any::Any;
+use std::fmt;
+
+use crate::{BuildCollector, BuildContext, Collector, Result};
+
+/// A collector's config section, type-erased so the registry can hold
+/// sections of different types side by side.
+pub trait AnyConfig: erased_serde::Serialize + fmt::Debug + Send + Sync + 'static {
+    fn as_any(&self) -> &dyn Any;
+    fn clone_box(&self) -> Box<dyn AnyConfig>;
+}
+
+impl<T> AnyConfig for T
+where
+    T: serde::Serialize + fmt::Debug + Clone + Send + Sync + 'static,
+{
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn clone_box(&self) -> Box<dyn AnyConfig> {
+        Box::new(self.clone())
+    }
+}
+
+impl Clone for Box<dyn AnyConfig> {
+    fn clone(&self) -> Self {
+        (**self).clone_box()
+    }
+}
+
+erased_serde::serialize_trait_object!(AnyConfig);
+
+type ParseFn = fn(
+    &mut dyn erased_serde::Deserializer<'_>,
+) -> std::result::Result<Box<dyn AnyConfig>, erased_serde::Error>;
+type BuildFn = fn(&dyn AnyConfig, &BuildContext) -> Result<Box<dyn Collector>>;
+
+/// Everything the exporter knows about a collector before building it.
+///
+/// Created with [`Registration::new`] inside `inventory::submit!`.
+pub struct Registration {
+    /// The collector's name: its config key, its `--collector.<name>` flag and
+    /// the `collector` label of the scrape meta-metrics. Lowercase
+    /// `[a-z0-9_]`; unique across all linked crates.
+    pub name: &'static str,
+    /// One line for `herakles-node-exporter collectors`.
+    pub description: &'static str,
+    /// Whether the collector runs when neither config nor flags mention it.
+    pub default_enabled: bool,
+    /// The crate that provides it; pass `env!("CARGO_PKG_NAME")`.
+    pub crate_name: &'static str,
+    default_config: fn() -> Box<dyn AnyConfig>,
+    parse_config: ParseFn,
+    schema: fn() -> schemars::Schema,
+    build: BuildFn,
+}
+
+impl Registration {
+    /// Describe collector `C`. `const` so it can be used in `inventory::submit!`.
+    pub const fn new<C: BuildCollector>(
+        name: &'static str,
+        description: &'static str,
+        default_enabled: bool,
+        crate_name: &'static str,
+    ) -> Registration {
+        Registration {
+            name,
+            description,
+            default_enabled,
+            crate_name,
+            default_config: default_config::<C>,
+            parse_config: parse_config::<C>,
+            schema: schema::<C>,
+            build: build::<C>,
+        }
+    }
+
+    /// The collector's config section with every key at its default.
+    pub fn default_config(&self) -> Box<dyn AnyConfig> {
+        (self.default_config)()
+    }
+
+    /// Parse the collector's config section from any serde format.
+    ///
+    /// Taking the format's own deserializer (rather than an intermediate
+    /// value) keeps the format's error positions, so a wrong key type is
+    /// reported at its file line.
+    pub fn parse_config(
+        &self,
+        de: &mut dyn erased_serde::Deserializer<'_>,
+    ) -> std::result::Result<Box<dyn AnyConfig>, erased_serde::Error> {
+        (self.parse_config)(de)
+    }
+
+    /// The JSON schema of the config section, with the doc comments of its
+    /// fields as descriptions. Used for the commented config template and the
+    /// reference documentation.
+    pub fn config_schema(&self) -> schemars::Schema {
+        (self.schema)()
+    }
+
+    /// Build the collector from a config produced by this registration.
+    pub fn build(&self, config: &dyn AnyConfig, ctx: &BuildContext) -> Result<Box<dyn Collector>> {
+        (self.build)(config, ctx)
+    }
+}
+
+impl fmt::Debug for Registration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registration")
+            .field("name", &self.name)
+            .field("crate_name", &self.crate_name)
+            .field("default_enabled", &self.default_enabled)
+            .finish()
+    }
+}
+
+inventory::collect!(Registration);
+
+/// Every registration linked into this binary, sorted by name.
+pub fn registrations() -> Vec<&'static Registration> {
+    let mut all: Vec<_> = inventory::iter::<Registration>.into_iter().collect();
+    all.sort_by_key(|r| r.name);
+    all
+}
+
+fn default_config<C: BuildCollector>() -> Box<dyn AnyConfig> {
+    Box::new(C::Config::default())
+}
+
+fn parse_config<C: BuildCollector>(
+    de: &mut dyn erased_serde::Deserializer<'_>,
+) -> std::result::Result<Box<dyn AnyConfig>, erased_serde::Error> {
+    let config: C::Config = erased_serde::deserialize(de)?;
+    Ok(Box::new(config))
+}
+
+fn schema<C: BuildCollector>() -> schemars::Schema {
+    schemars::schema_for!(C::Config)
+}
+
+fn build<C: BuildCollector>(config: &dyn AnyConfig, ctx: &BuildContext) -> Result<Box<dyn Collector>> {
+    let config = config
+        .as_any()
+        .downcast_ref::<C::Config>()
+        .ok_or("config section of the wrong type for this collector")?
+        .clone();
+    Ok(Box::new(C::build(config, ctx)?))
+}

@@ -1,0 +1,11 @@
+//! herakles-node-exporter as a library: the built-in collectors, process
+//! classification, configuration, the scrape coordinator and the HTTP server.
+//!
+//! The binary is a thin `main` over [`cli::main`]; a third party builds its
+//! own exporter the same way, linking extra collector crates (see
+//! `examples/custom_build.rs`).
+
+pub mod classify;
+pub mod collectors;
+
+pub use herakles_core as core;
