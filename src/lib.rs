@@ -9,3 +9,5 @@ pub mod classify;
 pub mod collectors;
 
 pub use herakles_core as core;
+pub mod config;
+pub mod util;

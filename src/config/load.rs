@@ -1,0 +1,464 @@
+//! Finding, parsing and merging config files, and reporting their errors.
+//!
+//! An operator who mistypes a key should be told the file, the line and the
+//! likely intended key, then the exporter should exit, never silently ignore
+//! the key. The three formats report positions differently; this file turns
+//! them into one `file:line:column: key: message` shape.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use regex::Regex;
+
+use super::Config;
+use crate::util::did_you_mean;
+
+/// A config file format, chosen by file extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Yaml,
+    Json,
+    Toml,
+}
+
+impl Format {
+    pub fn from_path(path: &Path) -> Result<Format, ConfigError> {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("yaml" | "yml") => Ok(Format::Yaml),
+            Some("json") => Ok(Format::Json),
+            Some("toml") => Ok(Format::Toml),
+            _ => Err(ConfigError::in_file(
+                path,
+                "unknown config format: the file name must end in .yaml, .yml, .json or .toml",
+            )),
+        }
+    }
+
+    /// Serialize any value in this format.
+    pub fn to_string<T: serde::Serialize>(self, value: &T) -> Result<String, String> {
+        match self {
+            Format::Yaml => serde_norway::to_string(value).map_err(|e| e.to_string()),
+            Format::Json => serde_json::to_string_pretty(value)
+                .map(|s| s + "\n")
+                .map_err(|e| e.to_string()),
+            Format::Toml => toml::to_string(value).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// A config problem, with as much position as the format gave us.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub file: Option<PathBuf>,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn msg(message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: None,
+            line: None,
+            column: None,
+            message: message.into(),
+        }
+    }
+
+    fn in_file(path: &Path, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: Some(path.to_path_buf()),
+            ..ConfigError::msg(message)
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(file) = &self.file {
+            write!(f, "{}", file.display())?;
+            if let Some(line) = self.line {
+                write!(f, ":{line}")?;
+                if let Some(col) = self.column {
+                    write!(f, ":{col}")?;
+                }
+            }
+            f.write_str(": ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A config file as found and parsed.
+#[derive(Debug, Clone)]
+pub struct LoadedFile {
+    pub path: PathBuf,
+    pub format: Format,
+    pub text: String,
+    pub config: Config,
+}
+
+/// The file to load: `explicit` if given (it must exist), else the first
+/// that exists of `./herakles-node-exporter.yaml`,
+/// `~/.config/herakles/config.yaml`, `/etc/herakles/config.yaml`.
+pub fn find_config_file(explicit: Option<&Path>) -> Result<Option<PathBuf>, ConfigError> {
+    if let Some(p) = explicit {
+        if !p.is_file() {
+            return Err(ConfigError::in_file(p, "config file not found"));
+        }
+        return Ok(Some(p.to_path_buf()));
+    }
+    let mut candidates = vec![PathBuf::from("herakles-node-exporter.yaml")];
+    if let Some(home) = std::env::var_os("HOME") {
+        candidates.push(Path::new(&home).join(".config/herakles/config.yaml"));
+    }
+    candidates.push(PathBuf::from("/etc/herakles/config.yaml"));
+    Ok(candidates.into_iter().find(|p| p.is_file()))
+}
+
+/// Read and parse one config file.
+pub fn load_file(path: &Path) -> Result<LoadedFile, ConfigError> {
+    let format = Format::from_path(path)?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::in_file(path, format!("cannot read: {e}")))?;
+    let config = parse_str(&text, format, Some(path))?;
+    Ok(LoadedFile {
+        path: path.to_path_buf(),
+        format,
+        text,
+        config,
+    })
+}
+
+/// Parse config text; `file` only labels errors.
+pub fn parse_str(text: &str, format: Format, file: Option<&Path>) -> Result<Config, ConfigError> {
+    let with_file = |mut e: ConfigError| {
+        e.file = file.map(Path::to_path_buf);
+        e
+    };
+    let result: Result<Config, ConfigError> = match format {
+        Format::Yaml => {
+            // An empty or comment-only YAML file is a null document: defaults.
+            if matches!(
+                serde_norway::from_str::<serde_norway::Value>(text),
+                Ok(serde_norway::Value::Null)
+            ) {
+                return Ok(Config::default());
+            }
+            let de = serde_norway::Deserializer::from_str(text);
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                let loc = inner.location().map(|l| (l.line(), l.column()));
+                describe(text, format, &path, &inner.to_string(), loc)
+            })
+        }
+        Format::Json => {
+            let mut de = serde_json::Deserializer::from_str(text);
+            serde_path_to_error::deserialize(&mut de).map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                let loc = (inner.line() > 0).then(|| (inner.line(), inner.column()));
+                describe(text, format, &path, &inner.to_string(), loc)
+            })
+        }
+        Format::Toml => {
+            let de = toml::Deserializer::parse(text).map_err(|e| toml_error(text, &e, ""));
+            match de {
+                Ok(de) => serde_path_to_error::deserialize(de).map_err(|e| {
+                    let path = e.path().to_string();
+                    toml_error(text, &e.into_inner(), &path)
+                }),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    let config = result.map_err(with_file)?;
+    config.validate().map_err(|m| with_file(ConfigError::msg(m)))?;
+    Ok(config)
+}
+
+fn toml_error(text: &str, e: &toml::de::Error, path: &str) -> ConfigError {
+    let loc = e.span().map(|s| line_col(text, s.start));
+    describe(text, Format::Toml, path, e.message(), loc)
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// Turn a format's error into our shape: strip the position suffixes the
+/// formats append (taking the innermost as the position), prefix the key
+/// path, and add a did-you-mean to unknown keys and values.
+fn describe(
+    text: &str,
+    format: Format,
+    path: &str,
+    raw: &str,
+    loc: Option<(usize, usize)>,
+) -> ConfigError {
+    static POS: OnceLock<Regex> = OnceLock::new();
+    let pos = POS.get_or_init(|| Regex::new(r",? at line (\d+),? column (\d+)").expect("valid regex"));
+    let mut loc = pos
+        .captures(raw)
+        .and_then(|c| Some((c[1].parse().ok()?, c[2].parse().ok()?)))
+        .or(loc);
+    let message = pos.replace_all(raw, "").trim().to_string();
+    let path = if path == "." { "" } else { path };
+    // serde_norway prefixes messages with the key path; we print it ourselves.
+    let message = message
+        .strip_prefix(&format!("{path}: "))
+        .map(str::to_string)
+        .unwrap_or(message);
+    let (key_path, message) = match parse_unknown(&message) {
+        Some((what, name, candidates)) => {
+            let hint = did_you_mean(&name, candidates.iter().map(String::as_str))
+                .map(|s| format!(" (did you mean \"{s}\"?)"))
+                .unwrap_or_default();
+            let valid = if candidates.is_empty() {
+                String::new()
+            } else {
+                format!("; valid: {}", candidates.join(", "))
+            };
+            if what == "field" {
+                // Serde reports unknown fields at the enclosing map; point
+                // at the key's own line instead.
+                if let Some((line, _)) = loc {
+                    if let Some(l) = find_key_line(text, format, line, &name) {
+                        loc = Some((l.0, l.1));
+                    }
+                }
+                let full = if path.is_empty() || path == name || path.ends_with(&format!(".{name}")) {
+                    if path.is_empty() { name.clone() } else { path.to_string() }
+                } else {
+                    format!("{path}.{name}")
+                };
+                (full, format!("unknown key{hint}{valid}"))
+            } else {
+                (path.to_string(), format!("unknown value \"{name}\"{hint}{valid}"))
+            }
+        }
+        None => (path.to_string(), message),
+    };
+    ConfigError {
+        file: None,
+        line: loc.map(|l| l.0),
+        column: loc.map(|l| l.1),
+        message: if key_path.is_empty() {
+            message
+        } else {
+            format!("key \"{key_path}\": {message}")
+        },
+    }
+}
+
+/// Recognise serde's "unknown field `x`, expected one of `a`, `b`" and
+/// "unknown variant ..." messages.
+fn parse_unknown(message: &str) -> Option<(&'static str, String, Vec<String>)> {
+    let what = if message.starts_with("unknown field") {
+        "field"
+    } else if message.starts_with("unknown variant") {
+        "variant"
+    } else {
+        return None;
+    };
+    let mut ticked = message.split('`').skip(1).step_by(2).map(str::to_string);
+    let name = ticked.next()?;
+    Some((what, name, ticked.collect()))
+}
+
+/// The line (and column) at or after `from_line` where `key` is written as
+/// a key in `format`.
+fn find_key_line(text: &str, format: Format, from_line: usize, key: &str) -> Option<(usize, usize)> {
+    text.lines()
+        .enumerate()
+        .skip(from_line.saturating_sub(1))
+        .find_map(|(i, line)| {
+            let trimmed = line.trim_start().trim_start_matches("- ");
+            let indent = line.len() - trimmed.len();
+            let unquoted = trimmed.trim_start_matches(['"', '\'']);
+            let rest = unquoted.strip_prefix(key)?;
+            let rest = rest.trim_start_matches(['"', '\'']).trim_start();
+            let sep = if format == Format::Toml { '=' } else { ':' };
+            rest.starts_with(sep).then_some((i + 1, indent + 1))
+        })
+}
+
+/// Apply `HERAKLES_*` environment variables over `config`.
+///
+/// `HERAKLES_PORT=9300` sets `port`; a double underscore descends into a
+/// section: `HERAKLES_PATHS__PROCFS=/host/proc`,
+/// `HERAKLES_COLLECTORS__DISK__ENABLED=false`. Values are read as YAML
+/// scalars, so numbers and booleans need no quoting. A variable naming no
+/// key is an error, like an unknown key in a file.
+pub fn apply_env(
+    config: Config,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let mut vars: Vec<(String, String)> = vars
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("HERAKLES_"))
+        .collect();
+    if vars.is_empty() {
+        return Ok(config);
+    }
+    vars.sort();
+    let mut tree = serde_json::to_value(&config).map_err(|e| ConfigError::msg(e.to_string()))?;
+    for (name, raw) in &vars {
+        let key_path: Vec<String> = name["HERAKLES_".len()..]
+            .to_ascii_lowercase()
+            .split("__")
+            .map(str::to_string)
+            .collect();
+        let value = match serde_norway::from_str::<serde_json::Value>(raw) {
+            Ok(serde_json::Value::Null) | Err(_) => serde_json::Value::String(raw.clone()),
+            Ok(v) => v,
+        };
+        let mut node = &mut tree;
+        for (i, key) in key_path.iter().enumerate() {
+            let serde_json::Value::Object(map) = node else {
+                return Err(ConfigError::msg(format!(
+                    "environment variable {name}: \"{}\" is not a section",
+                    key_path[..i].join(".")
+                )));
+            };
+            if !map.contains_key(key) {
+                let hint = did_you_mean(key, map.keys().map(String::as_str))
+                    .map(|s| format!(" (did you mean \"{s}\"?)"))
+                    .unwrap_or_default();
+                return Err(ConfigError::msg(format!(
+                    "environment variable {name}: unknown key \"{}\"{hint}",
+                    key_path[..=i].join(".")
+                )));
+            }
+            node = map.get_mut(key).expect("checked above");
+        }
+        // Strings stay strings even when they look like numbers, so that
+        // `HERAKLES_BIND=127.0.0.1` or a numeric file name keeps its type.
+        *node = match (&*node, value) {
+            (serde_json::Value::String(_), _) => serde_json::Value::String(raw.clone()),
+            (_, v) => v,
+        };
+    }
+    let config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
+        let path = e.path().to_string();
+        let var = format!("HERAKLES_{}", path.replace('.', "__").to_ascii_uppercase());
+        ConfigError::msg(format!("environment variable {var}: {}", e.into_inner()))
+    })?;
+    config.validate().map_err(ConfigError::msg)?;
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str, format: Format) -> ConfigError {
+        parse_str(text, format, Some(Path::new("c.yaml"))).unwrap_err()
+    }
+
+    #[test]
+    fn yaml_unknown_key_points_at_its_line_with_suggestion() {
+        let e = err("port: 9300\ncache_tll: 5\n", Format::Yaml);
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(e.message.contains("key \"cache_tll\""), "{e}");
+        assert!(e.message.contains("did you mean \"cache_ttl\""), "{e}");
+    }
+
+    #[test]
+    fn yaml_unknown_key_inside_collector_section() {
+        let text = "port: 9300\ncollectors:\n  memory:\n    enabled: true\n    bogus: 1\n";
+        let e = err(text, Format::Yaml);
+        assert_eq!(e.line, Some(5), "{e}");
+        assert!(e.message.contains("collectors.memory.bogus"), "{e}");
+    }
+
+    #[test]
+    fn yaml_wrong_type_names_key_and_type() {
+        let e = err("port: many\n", Format::Yaml);
+        assert_eq!(e.line, Some(1), "{e}");
+        assert!(e.message.contains("key \"port\""), "{e}");
+        assert!(e.message.contains("u16"), "{e}");
+    }
+
+    #[test]
+    fn yaml_syntax_error_has_line_and_column() {
+        let e = err("port: 9300\nbind: [unclosed\n", Format::Yaml);
+        assert!(e.line.is_some() && e.column.is_some(), "{e}");
+        assert!(e.to_string().starts_with("c.yaml:"), "{e}");
+    }
+
+    #[test]
+    fn unknown_collector_lists_valid_names() {
+        let e = err("collectors:\n  memroy:\n    enabled: false\n", Format::Yaml);
+        assert!(e.message.contains("did you mean \"memory\""), "{e}");
+        assert!(e.message.contains("valid collectors:"), "{e}");
+    }
+
+    #[test]
+    fn json_and_toml_errors_have_positions() {
+        let e = err("{\n  \"port\": \"x\"\n}", Format::Json);
+        assert_eq!(e.line, Some(2), "{e}");
+        let e = err("port = 1\ncache_tll = 2\n", Format::Toml);
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(e.message.contains("did you mean \"cache_ttl\""), "{e}");
+        let e = err("port = \"x\"\n", Format::Toml);
+        assert_eq!(e.line, Some(1), "{e}");
+        assert!(e.message.contains("key \"port\""), "{e}");
+    }
+
+    #[test]
+    fn sections_parse_in_every_format() {
+        let y = parse_str("collectors:\n  memory: false\n  loadavg: {}\n", Format::Yaml, None).unwrap();
+        assert!(!y.collectors.0["memory"].enabled);
+        assert!(y.collectors.0["loadavg"].enabled);
+        let t = parse_str("[collectors.memory]\nenabled = false\n", Format::Toml, None).unwrap();
+        assert!(!t.collectors.0["memory"].enabled);
+        let j = parse_str(r#"{"collectors": {"memory": {"enabled": false}}}"#, Format::Json, None).unwrap();
+        assert!(!j.collectors.0["memory"].enabled);
+    }
+
+    #[test]
+    fn empty_yaml_is_defaults() {
+        let c = parse_str("# nothing here\n", Format::Yaml, None).unwrap();
+        assert_eq!(c.port, 9215);
+    }
+
+    #[test]
+    fn env_overrides_and_rejects_unknown() {
+        let c = apply_env(
+            Config::default(),
+            [
+                ("HERAKLES_PORT".to_string(), "9300".to_string()),
+                ("HERAKLES_BIND".to_string(), "127.0.0.1".to_string()),
+                ("HERAKLES_COLLECTORS__MEMORY__ENABLED".to_string(), "false".to_string()),
+                ("PATH".to_string(), "/bin".to_string()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.port, 9300);
+        assert_eq!(c.bind, "127.0.0.1");
+        assert!(!c.collectors.0["memory"].enabled);
+        let e = apply_env(Config::default(), [("HERAKLES_PROT".to_string(), "1".to_string())])
+            .unwrap_err();
+        assert!(e.message.contains("did you mean \"port\""), "{e}");
+        let e = apply_env(Config::default(), [("HERAKLES_PORT".to_string(), "x".to_string())])
+            .unwrap_err();
+        assert!(e.message.contains("HERAKLES_PORT"), "{e}");
+    }
+
+    #[test]
+    fn invalid_values_are_rejected() {
+        let e = err("collector_timeout: 0\n", Format::Yaml);
+        assert!(e.message.contains("collector_timeout"), "{e}");
+        let e = err("bind: not-an-ip\n", Format::Yaml);
+        assert!(e.message.contains("bind"), "{e}");
+    }
+}
