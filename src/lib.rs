@@ -9,5 +9,11 @@ pub mod classify;
 pub mod collectors;
 
 pub use herakles_core as core;
+pub mod check;
+pub mod cli;
 pub mod config;
+pub mod health;
+pub mod http;
+pub mod logging;
+pub mod scrape;
 pub mod util;

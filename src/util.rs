@@ -3,7 +3,10 @@
 /// The candidate closest to `input`, if it is close enough to be a likely
 /// typo. Used for every "unknown name" error so that a misspelt key or
 /// collector gets a suggestion instead of a wall of valid names.
-pub fn did_you_mean<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    input: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(input, c), c))

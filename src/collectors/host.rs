@@ -37,7 +37,10 @@ impl Collector for Host {
             Err(e) => failures.push(e),
         }
 
-        match ctx.read_proc_shared("stat").map(|t| stat_field(&t, "btime")) {
+        match ctx
+            .read_proc_shared("stat")
+            .map(|t| stat_field(&t, "btime"))
+        {
             Ok(Some(v)) => out.single(&BOOT_TIME, v),
             Ok(None) => out.parse_error(),
             Err(e) => failures.push(e),
@@ -102,7 +105,12 @@ fn uname(ctx: &ScrapeContext) -> Result<[String; 4]> {
             .into_owned(),
         Err(e) => return Err(e),
     };
-    Ok([read("ostype")?, read("osrelease")?, read("version")?, machine])
+    Ok([
+        read("ostype")?,
+        read("osrelease")?,
+        read("version")?,
+        machine,
+    ])
 }
 
 impl BuildCollector for Host {
@@ -136,7 +144,10 @@ mod tests {
     #[test]
     fn exact_values_from_fixture() {
         let c = collect_once::<Host>(NoConfig {}, fixture("basic")).unwrap();
-        assert_eq!(c.value("herakles_system_uptime_seconds", &[]), Some(123456.78));
+        assert_eq!(
+            c.value("herakles_system_uptime_seconds", &[]),
+            Some(123456.78)
+        );
         assert_eq!(
             c.value("herakles_system_boot_time_seconds", &[]),
             Some(1_700_000_000.0)
@@ -171,7 +182,10 @@ mod tests {
             .as_secs_f64();
         // btime is whole seconds and the clock may have been stepped since
         // boot; a few seconds of disagreement is normal, minutes are a bug.
-        assert!((boot + up - now).abs() < 5.0, "boot {boot} + up {up} vs now {now}");
+        assert!(
+            (boot + up - now).abs() < 5.0,
+            "boot {boot} + up {up} vs now {now}"
+        );
         let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
         assert!(c.text.contains(&format!("release=\"{}\"", release.trim())));
     }

@@ -44,7 +44,8 @@ impl Collector for Kernel {
 
         // file-nr is "allocated unused max"; "unused" has been 0 since 2.6.
         if let Ok(text) = ctx.read_proc("sys/fs/file-nr") {
-            let fields: Vec<Option<f64>> = text.split_whitespace().map(|w| w.parse().ok()).collect();
+            let fields: Vec<Option<f64>> =
+                text.split_whitespace().map(|w| w.parse().ok()).collect();
             match fields.as_slice() {
                 [Some(allocated), Some(_), Some(max)] => {
                     let mut fam = out.family(&OPEN_FDS);

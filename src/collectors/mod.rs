@@ -6,8 +6,8 @@
 pub mod cpu;
 pub mod disk;
 pub mod filesystem;
-pub mod hwmon;
 pub mod host;
+pub mod hwmon;
 pub mod kernel;
 pub mod loadavg;
 pub mod memory;

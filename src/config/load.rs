@@ -177,7 +177,9 @@ pub fn parse_str(text: &str, format: Format, file: Option<&Path>) -> Result<Conf
         }
     };
     let config = result.map_err(with_file)?;
-    config.validate().map_err(|m| with_file(ConfigError::msg(m)))?;
+    config
+        .validate()
+        .map_err(|m| with_file(ConfigError::msg(m)))?;
     Ok(config)
 }
 
@@ -205,7 +207,8 @@ fn describe(
     loc: Option<(usize, usize)>,
 ) -> ConfigError {
     static POS: OnceLock<Regex> = OnceLock::new();
-    let pos = POS.get_or_init(|| Regex::new(r",? at line (\d+),? column (\d+)").expect("valid regex"));
+    let pos =
+        POS.get_or_init(|| Regex::new(r",? at line (\d+),? column (\d+)").expect("valid regex"));
     let mut loc = pos
         .captures(raw)
         .and_then(|c| Some((c[1].parse().ok()?, c[2].parse().ok()?)))
@@ -235,14 +238,22 @@ fn describe(
                         loc = Some((l.0, l.1));
                     }
                 }
-                let full = if path.is_empty() || path == name || path.ends_with(&format!(".{name}")) {
-                    if path.is_empty() { name.clone() } else { path.to_string() }
+                let full = if path.is_empty() || path == name || path.ends_with(&format!(".{name}"))
+                {
+                    if path.is_empty() {
+                        name.clone()
+                    } else {
+                        path.to_string()
+                    }
                 } else {
                     format!("{path}.{name}")
                 };
                 (full, format!("unknown key{hint}{valid}"))
             } else {
-                (path.to_string(), format!("unknown value \"{name}\"{hint}{valid}"))
+                (
+                    path.to_string(),
+                    format!("unknown value \"{name}\"{hint}{valid}"),
+                )
             }
         }
         None => (path.to_string(), message),
@@ -276,7 +287,12 @@ fn parse_unknown(message: &str) -> Option<(&'static str, String, Vec<String>)> {
 
 /// The line (and column) at or after `from_line` where `key` is written as
 /// a key in `format`.
-fn find_key_line(text: &str, format: Format, from_line: usize, key: &str) -> Option<(usize, usize)> {
+fn find_key_line(
+    text: &str,
+    format: Format,
+    from_line: usize,
+    key: &str,
+) -> Option<(usize, usize)> {
     text.lines()
         .enumerate()
         .skip(from_line.saturating_sub(1))
@@ -416,12 +432,22 @@ mod tests {
 
     #[test]
     fn sections_parse_in_every_format() {
-        let y = parse_str("collectors:\n  memory: false\n  loadavg: {}\n", Format::Yaml, None).unwrap();
+        let y = parse_str(
+            "collectors:\n  memory: false\n  loadavg: {}\n",
+            Format::Yaml,
+            None,
+        )
+        .unwrap();
         assert!(!y.collectors.0["memory"].enabled);
         assert!(y.collectors.0["loadavg"].enabled);
         let t = parse_str("[collectors.memory]\nenabled = false\n", Format::Toml, None).unwrap();
         assert!(!t.collectors.0["memory"].enabled);
-        let j = parse_str(r#"{"collectors": {"memory": {"enabled": false}}}"#, Format::Json, None).unwrap();
+        let j = parse_str(
+            r#"{"collectors": {"memory": {"enabled": false}}}"#,
+            Format::Json,
+            None,
+        )
+        .unwrap();
         assert!(!j.collectors.0["memory"].enabled);
     }
 
@@ -438,7 +464,10 @@ mod tests {
             [
                 ("HERAKLES_PORT".to_string(), "9300".to_string()),
                 ("HERAKLES_BIND".to_string(), "127.0.0.1".to_string()),
-                ("HERAKLES_COLLECTORS__MEMORY__ENABLED".to_string(), "false".to_string()),
+                (
+                    "HERAKLES_COLLECTORS__MEMORY__ENABLED".to_string(),
+                    "false".to_string(),
+                ),
                 ("PATH".to_string(), "/bin".to_string()),
             ],
         )
@@ -446,11 +475,17 @@ mod tests {
         assert_eq!(c.port, 9300);
         assert_eq!(c.bind, "127.0.0.1");
         assert!(!c.collectors.0["memory"].enabled);
-        let e = apply_env(Config::default(), [("HERAKLES_PROT".to_string(), "1".to_string())])
-            .unwrap_err();
+        let e = apply_env(
+            Config::default(),
+            [("HERAKLES_PROT".to_string(), "1".to_string())],
+        )
+        .unwrap_err();
         assert!(e.message.contains("did you mean \"port\""), "{e}");
-        let e = apply_env(Config::default(), [("HERAKLES_PORT".to_string(), "x".to_string())])
-            .unwrap_err();
+        let e = apply_env(
+            Config::default(),
+            [("HERAKLES_PORT".to_string(), "x".to_string())],
+        )
+        .unwrap_err();
         assert!(e.message.contains("HERAKLES_PORT"), "{e}");
     }
 

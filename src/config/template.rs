@@ -38,7 +38,10 @@ fn schema_value<T: JsonSchema>() -> Value {
 /// Field docs of a section: key → description.
 fn descriptions(schema: &Value, root: &Value) -> Map<String, Value> {
     let mut out = Map::new();
-    let Some(props) = resolve(schema, root).get("properties").and_then(Value::as_object) else {
+    let Some(props) = resolve(schema, root)
+        .get("properties")
+        .and_then(Value::as_object)
+    else {
         return out;
     };
     for (k, v) in props {
@@ -140,7 +143,11 @@ fn collectors_yaml(out: &mut String, sections: &Value) -> Result<(), String> {
     Ok(())
 }
 
-fn toml_document(out: &mut String, values: &Map<String, Value>, root: &Value) -> Result<(), String> {
+fn toml_document(
+    out: &mut String,
+    values: &Map<String, Value>,
+    root: &Value,
+) -> Result<(), String> {
     let docs = descriptions(root, root);
     // TOML wants plain keys before any [table].
     for (key, value) in values.iter().filter(|(_, v)| !v.is_object()) {
@@ -149,7 +156,10 @@ fn toml_document(out: &mut String, values: &Map<String, Value>, root: &Value) ->
         }
         toml_value(out, key, value)?;
     }
-    for (key, value) in values.iter().filter(|(k, v)| v.is_object() && *k != "collectors") {
+    for (key, value) in values
+        .iter()
+        .filter(|(k, v)| v.is_object() && *k != "collectors")
+    {
         out.push('\n');
         if let Some(d) = docs.get(key).and_then(Value::as_str) {
             comment(out, 0, d);
@@ -168,7 +178,10 @@ fn toml_document(out: &mut String, values: &Map<String, Value>, root: &Value) ->
         else {
             continue;
         };
-        out.push_str(&format!("\n# {}\n[collectors.{}]\n", reg.description, reg.name));
+        out.push_str(&format!(
+            "\n# {}\n[collectors.{}]\n",
+            reg.description, reg.name
+        ));
         comment(out, 0, "Whether this collector runs.");
         let schema = reg.config_schema().to_value();
         let sub = descriptions(&schema, &schema);

@@ -333,6 +333,8 @@ mod tests {
         a.merge(c);
         let conflicts = a.merge(b);
         assert_eq!(conflicts, vec!["test_total".to_string()]);
-        assert!(a.to_text().contains("test_gauge 1\ntest_gauge{x=\"y\"} 2\n"));
+        assert!(a
+            .to_text()
+            .contains("test_gauge 1\ntest_gauge{x=\"y\"} 2\n"));
     }
 }

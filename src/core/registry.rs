@@ -154,7 +154,10 @@ fn schema<C: BuildCollector>() -> schemars::Schema {
     schemars::schema_for!(C::Config)
 }
 
-fn build<C: BuildCollector>(config: &dyn AnyConfig, ctx: &BuildContext) -> Result<Box<dyn Collector>> {
+fn build<C: BuildCollector>(
+    config: &dyn AnyConfig,
+    ctx: &BuildContext,
+) -> Result<Box<dyn Collector>> {
     let config = config
         .as_any()
         .downcast_ref::<C::Config>()

@@ -13,13 +13,16 @@ use std::sync::Arc;
 
 use crate::{BuildCollector, BuildContext, Collector, MetricSink, Paths, Result, ScrapeContext};
 
+/// One sample: metric name, labels in output order, value.
+pub type Sample = (String, Vec<(String, String)>, f64);
+
 /// The samples of one collection, parsed back from the exposition text.
 #[derive(Debug, Clone)]
 pub struct Collected {
     /// The raw exposition text.
     pub text: String,
     /// Every sample: name, labels (in output order), value.
-    pub samples: Vec<(String, Vec<(String, String)>, f64)>,
+    pub samples: Vec<Sample>,
     /// Parse errors the collector recorded.
     pub parse_errors: u64,
 }
@@ -80,7 +83,7 @@ fn parse(text: String, parse_errors: u64) -> Collected {
 
 /// Parse one sample line of our own output (label values escaped as the
 /// writer escapes them).
-fn parse_line(line: &str) -> (String, Vec<(String, String)>, f64) {
+fn parse_line(line: &str) -> Sample {
     let (series, value) = line.rsplit_once(' ').expect("sample line has a value");
     let value = match value {
         "+Inf" => f64::INFINITY,
@@ -126,6 +129,9 @@ mod tests {
         sink.family(&Desc::gauge("m", "h"))
             .sample(&[("a", "x\"y,z=\\w\nv"), ("b", "")], 2.5);
         let c = parse(sink.to_text(), 0);
-        assert_eq!(c.value("m", &[("b", ""), ("a", "x\"y,z=\\w\nv")]), Some(2.5));
+        assert_eq!(
+            c.value("m", &[("b", ""), ("a", "x\"y,z=\\w\nv")]),
+            Some(2.5)
+        );
     }
 }

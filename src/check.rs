@@ -1,0 +1,149 @@
+//! `check`: can this exporter see what it needs on this host?
+//!
+//! One pass/fail line per requirement and a non-zero exit when any fails, so
+//! it can gate a deployment script.
+
+use std::path::Path;
+
+use crate::config::Config;
+
+/// Linux capability numbers (`include/uapi/linux/capability.h`).
+const CAP_DAC_READ_SEARCH: u32 = 2;
+const CAP_SYS_PTRACE: u32 = 19;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+struct Check {
+    name: String,
+    result: Result<String, String>,
+}
+
+pub fn run(config: &Config, all: bool, ebpf: bool) -> i32 {
+    let procfs = &config.paths.procfs;
+    let mut checks = Vec::new();
+    let caps = effective_caps(procfs);
+    if all || !ebpf {
+        checks.push(Check {
+            name: format!("{} readable", procfs.display()),
+            result: proc_readable(procfs),
+        });
+        checks.push(Check {
+            name: "other users' smaps_rollup readable".into(),
+            result: others_smaps_readable(procfs),
+        });
+        checks.push(cap_check(&caps, CAP_SYS_PTRACE, "CAP_SYS_PTRACE"));
+        checks.push(cap_check(&caps, CAP_DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH"));
+    }
+    if all || ebpf {
+        let btf = config.paths.sysfs.join("kernel/btf/vmlinux");
+        checks.push(Check {
+            name: "kernel BTF present".into(),
+            result: if btf.is_file() {
+                Ok(btf.display().to_string())
+            } else {
+                Err(format!(
+                    "{} missing (kernel built without CONFIG_DEBUG_INFO_BTF)",
+                    btf.display()
+                ))
+            },
+        });
+        checks.push(cap_check(&caps, CAP_BPF, "CAP_BPF"));
+        checks.push(cap_check(&caps, CAP_PERFMON, "CAP_PERFMON"));
+    }
+    let mut failed = 0;
+    for c in &checks {
+        match &c.result {
+            Ok(detail) => println!("PASS  {}: {detail}", c.name),
+            Err(why) => {
+                failed += 1;
+                println!("FAIL  {}: {why}", c.name);
+            }
+        }
+    }
+    println!("{} passed, {} failed", checks.len() - failed, failed);
+    i32::from(failed > 0)
+}
+
+fn proc_readable(procfs: &Path) -> Result<String, String> {
+    let pids = std::fs::read_dir(procfs)
+        .map_err(|e| format!("{}: {e}", procfs.display()))?
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .count();
+    std::fs::read_to_string(procfs.join("stat")).map_err(|e| format!("stat: {e}"))?;
+    Ok(format!("{pids} processes visible"))
+}
+
+/// Reading another user's `smaps_rollup` needs ptrace-read access; without
+/// it PSS and USS are unavailable for those processes. Kernel threads (no
+/// command line) and non-dumpable processes are not representative, so the
+/// check tries user-space processes, other users' first.
+fn others_smaps_readable(procfs: &Path) -> Result<String, String> {
+    let me = std::process::id();
+    let my_uid = nix::unistd::getuid().as_raw();
+    let mut candidates: Vec<(bool, u32)> = std::fs::read_dir(procfs)
+        .map_err(|e| e.to_string())?
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            std::fs::read(procfs.join(format!("{pid}/cmdline"))).is_ok_and(|c| !c.is_empty())
+        })
+        .map(|pid| {
+            let uid = std::fs::read_to_string(procfs.join(format!("{pid}/status")))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("Uid:"))
+                        .and_then(|l| l.split_whitespace().next()?.parse::<u32>().ok())
+                });
+            (uid == Some(my_uid), pid)
+        })
+        .collect();
+    candidates.sort();
+    let others = candidates.iter().filter(|(same, _)| !same).count();
+    let mut first_error = None;
+    let tries = if others > 0 { others.min(8) } else { 8 };
+    for (same, pid) in candidates.iter().take(tries) {
+        let path = procfs.join(format!("{pid}/smaps_rollup"));
+        match std::fs::read_to_string(&path) {
+            Ok(_) if !same => return Ok(format!("read {}", path.display())),
+            Ok(_) => {
+                return Ok(format!(
+                    "read {} (no other user's process to test)",
+                    path.display()
+                ))
+            }
+            Err(e) => {
+                first_error.get_or_insert(format!("{}: {e}", path.display()));
+            }
+        }
+    }
+    Err(first_error.unwrap_or_else(|| "no other process to test with".into()))
+}
+
+fn effective_caps(procfs: &Path) -> Result<u64, String> {
+    let status = std::fs::read_to_string(procfs.join("self/status")).map_err(|e| e.to_string())?;
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .ok_or("no CapEff line in self/status")?;
+    u64::from_str_radix(hex.trim(), 16).map_err(|e| e.to_string())
+}
+
+fn cap_check(caps: &Result<u64, String>, bit: u32, name: &str) -> Check {
+    let result = match caps {
+        Ok(c) if c & (1 << bit) != 0 => Ok("held".to_string()),
+        Ok(_) => Err("not held".to_string()),
+        Err(e) => Err(format!("cannot read capabilities: {e}")),
+    };
+    Check {
+        name: name.to_string(),
+        result,
+    }
+}

@@ -1,0 +1,634 @@
+//! Command line: flags, subcommands, config resolution and the daemon's
+//! start and stop.
+//!
+//! Exit codes: 0 success; 1 a runtime failure (port in use, a collector that
+//! cannot be built); 2 invalid configuration or usage.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Arg, ArgAction, CommandFactory, FromArgMatches, Parser, Subcommand};
+use herakles_core::{registrations, BuildContext, Collector};
+
+use crate::config::{self, Config, ConfigError, Format, LoadedFile, LogFormat, LogLevel};
+use crate::health::Health;
+use crate::scrape::Scraper;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "herakles-node-exporter",
+    version,
+    about = "Prometheus exporter for Linux: per-process, per-group and whole-machine metrics",
+    after_help = "Every collector also has --collector.NAME and --no-collector.NAME flags; \
+                  `herakles-node-exporter collectors` lists them."
+)]
+pub struct Cli {
+    /// HTTP listen port [default: 9215]
+    #[arg(short = 'p', long)]
+    pub port: Option<u16>,
+    /// Address to listen on [default: 0.0.0.0]
+    #[arg(long)]
+    pub bind: Option<String>,
+    /// Log level
+    #[arg(long, value_enum)]
+    pub log_level: Option<LogLevel>,
+    /// Log format
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Config file (.yaml, .yml, .json or .toml)
+    #[arg(short = 'c', long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Load no config file at all
+    #[arg(long, conflicts_with = "config")]
+    pub no_config: bool,
+    /// Print the effective merged config and exit
+    #[arg(long)]
+    pub show_config: bool,
+    /// Print the config file as loaded and exit
+    #[arg(long)]
+    pub show_user_config: bool,
+    /// Format for --show-config and --show-user-config
+    #[arg(long, value_enum, default_value = "yaml")]
+    pub config_format: Format,
+    /// Validate the config (and build every enabled collector), then exit
+    #[arg(long)]
+    pub check_config: bool,
+    /// Serve a cached scrape for N seconds (0: collect on every scrape)
+    #[arg(long, value_name = "SECONDS")]
+    pub cache_ttl: Option<u64>,
+    /// Seconds a collector may take per scrape
+    #[arg(long, value_name = "SECONDS")]
+    pub collector_timeout: Option<f64>,
+    /// Concurrent /metrics requests before answering 503
+    #[arg(long = "web.max-requests", value_name = "N")]
+    pub max_requests: Option<usize>,
+    /// Worker threads for collection (0: one per CPU)
+    #[arg(long, value_name = "N")]
+    pub parallelism: Option<usize>,
+    /// procfs mount point [default: /proc]
+    #[arg(long = "path.procfs", value_name = "PATH")]
+    pub procfs: Option<PathBuf>,
+    /// sysfs mount point [default: /sys]
+    #[arg(long = "path.sysfs", value_name = "PATH")]
+    pub sysfs: Option<PathBuf>,
+    /// Root of the host filesystem [default: /]
+    #[arg(long = "path.rootfs", value_name = "PATH")]
+    pub rootfs: Option<PathBuf>,
+    /// Serve HTTPS (needs --tls-cert and --tls-key)
+    #[arg(long)]
+    pub enable_tls: bool,
+    /// TLS certificate chain (PEM)
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<String>,
+    /// TLS private key (PEM)
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<String>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the collectors: name, enabled now, default, crate, description
+    Collectors,
+    /// Check runtime requirements: one pass/fail line each
+    #[command(alias = "check-requirements")]
+    Check {
+        /// Run every check
+        #[arg(long)]
+        all: bool,
+        /// Run the eBPF checks (BTF, CAP_BPF, CAP_PERFMON)
+        #[arg(long)]
+        ebpf: bool,
+    },
+    /// Write a config file with every key at its default
+    Config {
+        #[arg(long, value_enum, default_value = "yaml")]
+        format: Format,
+        /// Document each key with a comment (YAML and TOML)
+        #[arg(long)]
+        commented: bool,
+        /// Output file (default: standard output)
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Run the collectors once (or N times) and report, without HTTP
+    Test {
+        /// Iterations
+        #[arg(short = 'n', long, default_value_t = 1)]
+        iterations: u32,
+        /// Print the exposition text too
+        #[arg(long)]
+        verbose: bool,
+    },
+}
+
+/// Entry point of the binary; returns the exit code.
+pub fn main() -> i32 {
+    let args: Vec<String> = std::env::args().collect();
+    main_with(args)
+}
+
+/// Entry point with explicit arguments (for custom builds and tests).
+pub fn main_with(args: Vec<String>) -> i32 {
+    let toggles = match collector_toggles(&args) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let matches = match command().try_get_matches_from(&args) {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return 2;
+        }
+    };
+
+    if let Some(Command::Config {
+        format,
+        commented,
+        output,
+    }) = &cli.command
+    {
+        return write_template(*format, *commented, output.as_ref());
+    }
+
+    let (config, file) = match resolve_config(&cli, &toggles) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+
+    if cli.show_user_config {
+        return show_user_config(file.as_ref(), cli.config_format);
+    }
+    if cli.show_config {
+        return print_formatted(&config, cli.config_format);
+    }
+
+    match &cli.command {
+        Some(Command::Collectors) => {
+            print!("{}", collectors_table(&config));
+            0
+        }
+        Some(Command::Check { all, ebpf }) => crate::check::run(&config, *all, *ebpf),
+        Some(Command::Test {
+            iterations,
+            verbose,
+        }) => run_test(config, *iterations, *verbose),
+        Some(Command::Config { .. }) => unreachable!("handled above"),
+        None if cli.check_config => match build_collectors(&config) {
+            Ok(built) => {
+                for (_, c) in &built {
+                    c.shutdown();
+                }
+                println!("configuration OK ({} collectors enabled)", built.len());
+                0
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                2
+            }
+        },
+        None => run_daemon(config),
+    }
+}
+
+/// The clap command with one `--collector.NAME` / `--no-collector.NAME` pair
+/// per registered collector, generated from the registry.
+fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    for r in registrations() {
+        cmd = cmd
+            .arg(
+                Arg::new(format!("collector.{}", r.name))
+                    .long(format!("collector.{}", r.name))
+                    .action(ArgAction::SetTrue)
+                    .help(format!("Enable the {} collector", r.name))
+                    .hide(true),
+            )
+            .arg(
+                Arg::new(format!("no-collector.{}", r.name))
+                    .long(format!("no-collector.{}", r.name))
+                    .action(ArgAction::SetTrue)
+                    .help(format!("Disable the {} collector", r.name))
+                    .hide(true),
+            );
+    }
+    cmd
+}
+
+/// `--collector.X` / `--no-collector.X` in command-line order (the last one
+/// for a name wins). Checked before clap so that an unknown name gets the
+/// list of valid collectors rather than clap's generic message.
+fn collector_toggles(args: &[String]) -> Result<Vec<(String, bool)>, String> {
+    let mut out = Vec::new();
+    for a in args.iter().skip(1) {
+        let (name, on) = if let Some(n) = a.strip_prefix("--collector.") {
+            (n, true)
+        } else if let Some(n) = a.strip_prefix("--no-collector.") {
+            (n, false)
+        } else {
+            continue;
+        };
+        if !registrations().iter().any(|r| r.name == name) {
+            return Err(config::unknown_collector(name));
+        }
+        out.push((name.to_string(), on));
+    }
+    Ok(out)
+}
+
+/// Defaults, then the file, then `HERAKLES_*`, then flags.
+pub fn resolve_config(
+    cli: &Cli,
+    toggles: &[(String, bool)],
+) -> Result<(Config, Option<LoadedFile>), ConfigError> {
+    let file = if cli.no_config {
+        None
+    } else {
+        config::find_config_file(cli.config.as_deref())?
+            .map(|p| config::load_file(&p))
+            .transpose()?
+    };
+    let base = file.as_ref().map(|f| f.config.clone()).unwrap_or_default();
+    let mut c = config::apply_env(base, std::env::vars())?;
+
+    if let Some(v) = cli.port {
+        c.port = v;
+    }
+    if let Some(v) = &cli.bind {
+        c.bind = v.clone();
+    }
+    if let Some(v) = cli.log_level {
+        c.log_level = v;
+    }
+    if let Some(v) = cli.log_format {
+        c.log_format = v;
+    }
+    if let Some(v) = cli.cache_ttl {
+        c.cache_ttl = v;
+    }
+    if let Some(v) = cli.collector_timeout {
+        c.collector_timeout = v;
+    }
+    if let Some(v) = cli.max_requests {
+        c.max_requests = v;
+    }
+    if let Some(v) = cli.parallelism {
+        c.parallelism = v;
+    }
+    if let Some(v) = &cli.procfs {
+        c.paths.procfs = v.clone();
+    }
+    if let Some(v) = &cli.sysfs {
+        c.paths.sysfs = v.clone();
+    }
+    if let Some(v) = &cli.rootfs {
+        c.paths.rootfs = v.clone();
+    }
+    if cli.enable_tls {
+        c.enable_tls = true;
+    }
+    if let Some(v) = &cli.tls_cert {
+        c.tls_cert_path = v.clone();
+    }
+    if let Some(v) = &cli.tls_key {
+        c.tls_key_path = v.clone();
+    }
+    for (name, on) in toggles {
+        c.collectors
+            .set_enabled(name, *on)
+            .map_err(ConfigError::msg)?;
+    }
+    c.validate().map_err(ConfigError::msg)?;
+    Ok((c, file))
+}
+
+fn write_template(format: Format, commented: bool, output: Option<&PathBuf>) -> i32 {
+    let text = if commented {
+        config::commented_template(format)
+    } else {
+        format.to_string(&Config::default())
+    };
+    let text = match text {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    match output {
+        Some(path) => match std::fs::write(path, text) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: {}: {e}", path.display());
+                1
+            }
+        },
+        None => {
+            print!("{text}");
+            0
+        }
+    }
+}
+
+fn print_formatted<T: serde::Serialize>(value: &T, format: Format) -> i32 {
+    match format.to_string(value) {
+        Ok(t) => {
+            print!("{t}");
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+fn show_user_config(file: Option<&LoadedFile>, format: Format) -> i32 {
+    let Some(file) = file else {
+        println!("# no config file loaded");
+        return 0;
+    };
+    println!("# {}", file.path.display());
+    if format == file.format {
+        print!("{}", file.text);
+        return 0;
+    }
+    // Re-encode only what the user wrote, not the defaults around it.
+    let value: Result<serde_json::Value, String> = match file.format {
+        Format::Yaml => serde_norway::from_str(&file.text).map_err(|e| e.to_string()),
+        Format::Json => serde_json::from_str(&file.text).map_err(|e| e.to_string()),
+        Format::Toml => toml::from_str(&file.text).map_err(|e| e.to_string()),
+    };
+    match value {
+        Ok(v) => print_formatted(&v, format),
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+fn collectors_table(config: &Config) -> String {
+    let mut rows = vec![[
+        "NAME".to_string(),
+        "ENABLED".to_string(),
+        "DEFAULT".to_string(),
+        "CRATE".to_string(),
+        "DESCRIPTION".to_string(),
+    ]];
+    for r in registrations() {
+        let enabled = config.collectors.0.get(r.name).is_some_and(|s| s.enabled);
+        rows.push([
+            r.name.to_string(),
+            yes_no(enabled).to_string(),
+            yes_no(r.default_enabled).to_string(),
+            r.crate_name.to_string(),
+            r.description.to_string(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..4)
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        for (i, w) in widths.iter().enumerate() {
+            out.push_str(&format!("{:<w$}  ", r[i], w = *w));
+        }
+        out.push_str(&r[4]);
+        out.push('\n');
+    }
+    out
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+type Built = Vec<(&'static str, Box<dyn Collector>)>;
+
+/// Build every enabled collector; the error names the collector.
+pub fn build_collectors(config: &Config) -> Result<Built, String> {
+    let ctx = BuildContext::new(config.paths.to_paths(), Arc::new(config.clone()));
+    let mut built = Vec::new();
+    for section in config.collectors.enabled() {
+        let r = section.registration;
+        match r.build(section.config.as_ref(), &ctx) {
+            Ok(c) => built.push((r.name, c)),
+            Err(e) => {
+                for (_, c) in &built {
+                    c.shutdown();
+                }
+                return Err(format!("collector \"{}\": {e}", r.name));
+            }
+        }
+    }
+    Ok(built)
+}
+
+fn runtime(config: &Config, collectors: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    // Room for `parallelism` active collections plus one stuck thread per
+    // collector (a collector never runs twice at once), so hung collectors
+    // can never exhaust the pool.
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(config.effective_parallelism() + collectors + 2)
+        .thread_name("herakles")
+        .enable_all()
+        .build()
+}
+
+/// Everything needed to serve, built from a config.
+pub struct Exporter {
+    pub scraper: Arc<Scraper>,
+    pub health: Arc<Health>,
+    pub config: Arc<Config>,
+}
+
+impl Exporter {
+    pub fn new(config: Config, collectors: Built) -> Exporter {
+        let names: Vec<&'static str> = collectors.iter().map(|(n, _)| *n).collect();
+        let health = Arc::new(Health::new(&names));
+        let scraper = Scraper::new(
+            collectors,
+            config.paths.to_paths(),
+            Duration::from_secs_f64(config.collector_timeout),
+            Duration::from_secs(config.cache_ttl),
+            config.effective_parallelism(),
+            health.clone(),
+        );
+        Exporter {
+            scraper,
+            health,
+            config: Arc::new(config),
+        }
+    }
+
+    /// Bind and serve until `shutdown` resolves. Returns the bound address
+    /// through `on_bound` before serving (port 0 picks a free port).
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+        on_bound: impl FnOnce(std::net::SocketAddr),
+    ) -> Result<(), String> {
+        let ip: std::net::IpAddr = self
+            .config
+            .bind
+            .parse()
+            .map_err(|_| format!("invalid bind address {:?}", self.config.bind))?;
+        let addr = std::net::SocketAddr::new(ip, self.config.port);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let bound = listener.local_addr().map_err(|e| e.to_string())?;
+        on_bound(bound);
+        let app = Arc::new(crate::http::App {
+            scraper: self.scraper.clone(),
+            health: self.health.clone(),
+            limiter: Arc::new(tokio::sync::Semaphore::new(self.config.max_requests)),
+            config: self.config.clone(),
+            subgroups: None,
+        });
+        crate::http::serve(listener, app, shutdown).await;
+        Ok(())
+    }
+}
+
+fn run_daemon(config: Config) -> i32 {
+    crate::logging::init(config.log_level, config.log_format);
+    if config.enable_tls {
+        tracing::error!("TLS is not supported by this build; terminate TLS in a proxy");
+        return 2;
+    }
+    let collectors = match build_collectors(&config) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e}");
+            return 1;
+        }
+    };
+    let rt = match runtime(&config, collectors.len()) {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    let exporter = Exporter::new(config, collectors);
+    let scraper = exporter.scraper.clone();
+    let code = rt.block_on(async move {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let mut server = tokio::spawn(exporter.serve(
+            async move {
+                let mut rx = rx;
+                let _ = rx.wait_for(|stop| *stop).await;
+            },
+            |addr| {
+                tracing::info!(
+                    version = env!("CARGO_PKG_VERSION"),
+                    "listening on http://{addr}"
+                );
+            },
+        ));
+        tokio::select! {
+            res = &mut server => return match res {
+                Ok(Ok(())) => 0,
+                Ok(Err(e)) => { tracing::error!("{e}"); 1 }
+                Err(e) => { tracing::error!("server task failed: {e}"); 1 }
+            },
+            sig = shutdown_signal() => tracing::info!(signal = sig, "shutting down"),
+        }
+        let _ = tx.send(true);
+        // In-flight scrapes get to finish; the whole stop stays under 5 s.
+        if tokio::time::timeout(Duration::from_secs(4), server)
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open after 4s; closing them");
+        }
+        0
+    });
+    scraper.shutdown();
+    rt.shutdown_timeout(Duration::from_millis(500));
+    code
+}
+
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return "SIGINT";
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+    }
+}
+
+fn run_test(config: Config, iterations: u32, verbose: bool) -> i32 {
+    crate::logging::init(config.log_level, config.log_format);
+    let collectors = match build_collectors(&config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    let rt = match runtime(&config, collectors.len()) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    let exporter = Exporter::new(config, collectors);
+    let mut failed = false;
+    for i in 1..=iterations {
+        let scraper = exporter.scraper.clone();
+        let out = rt.block_on(async move { scraper.scrape(scraper.all()).await });
+        println!(
+            "iteration {i}: {} bytes in {:.3}s",
+            out.text.len(),
+            out.duration.as_secs_f64()
+        );
+        for o in &out.outcomes {
+            match &o.error {
+                None => println!("  ok    {:<12} {:.4}s", o.name, o.duration.as_secs_f64()),
+                Some(e) => {
+                    failed = true;
+                    println!(
+                        "  FAIL  {:<12} {:.4}s  {e}",
+                        o.name,
+                        o.duration.as_secs_f64()
+                    );
+                }
+            }
+        }
+        if verbose {
+            print!("{}", String::from_utf8_lossy(&out.text));
+        }
+    }
+    exporter.scraper.shutdown();
+    i32::from(failed)
+}
