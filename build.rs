@@ -17,8 +17,8 @@ fn main() {
         .unwrap_or_else(|| "unknown".into());
     let revision =
         output("git", &["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
-    println!("cargo:rustc-env=HERAKLES_RUSTC_VERSION={rustc_version}");
-    println!("cargo:rustc-env=HERAKLES_GIT_REVISION={revision}");
+    println!("cargo:rustc-env=BUILD_RUSTC_VERSION={rustc_version}");
+    println!("cargo:rustc-env=BUILD_GIT_REVISION={revision}");
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=build.rs");
 }

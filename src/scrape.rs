@@ -138,8 +138,8 @@ impl Scraper {
         build.family(&BUILD_INFO).sample(
             &[
                 ("version", env!("CARGO_PKG_VERSION")),
-                ("revision", env!("HERAKLES_GIT_REVISION")),
-                ("rustc_version", env!("HERAKLES_RUSTC_VERSION")),
+                ("revision", env!("BUILD_GIT_REVISION")),
+                ("rustc_version", env!("BUILD_RUSTC_VERSION")),
             ],
             1.0,
         );
@@ -322,7 +322,7 @@ impl Scraper {
                 )),
             ),
             Ok(Err(join)) => (None, Some(format!("collector task failed: {join}"))),
-            Ok(Ok(Err(panic))) => (None, Some(format!("panicked: {}", panic_message(&panic)))),
+            Ok(Ok(Err(panic))) => (None, Some(format!("panicked: {}", panic_message(&*panic)))),
             Ok(Ok(Ok(Err(e)))) => (None, Some(e.to_string())),
             Ok(Ok(Ok(Ok(sink)))) => (Some(sink), None),
         };

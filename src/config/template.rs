@@ -129,13 +129,12 @@ fn collectors_yaml(out: &mut String, sections: &Value) -> Result<(), String> {
         };
         out.push_str(&format!("  # {}\n  {}:\n", reg.description, reg.name));
         comment(out, 4, "Whether this collector runs.");
+        yaml_value(out, "    ", "enabled", &section["enabled"])?;
         let schema = reg.config_schema().to_value();
         let docs = descriptions(&schema, &schema);
-        for (key, value) in section {
-            if key != "enabled" {
-                if let Some(d) = docs.get(key).and_then(Value::as_str) {
-                    comment(out, 4, d);
-                }
+        for (key, value) in section.iter().filter(|(k, _)| *k != "enabled") {
+            if let Some(d) = docs.get(key).and_then(Value::as_str) {
+                comment(out, 4, d);
             }
             yaml_value(out, "    ", key, value)?;
         }
@@ -183,13 +182,12 @@ fn toml_document(
             reg.description, reg.name
         ));
         comment(out, 0, "Whether this collector runs.");
+        toml_value(out, "enabled", &section["enabled"])?;
         let schema = reg.config_schema().to_value();
         let sub = descriptions(&schema, &schema);
-        for (k, v) in section {
-            if k != "enabled" {
-                if let Some(d) = sub.get(k).and_then(Value::as_str) {
-                    comment(out, 0, d);
-                }
+        for (k, v) in section.iter().filter(|(k, _)| *k != "enabled") {
+            if let Some(d) = sub.get(k).and_then(Value::as_str) {
+                comment(out, 0, d);
             }
             toml_value(out, k, v)?;
         }
@@ -220,7 +218,10 @@ mod tests {
     fn yaml_template_parses_back_to_defaults() {
         let t = commented_template(Format::Yaml).unwrap();
         assert!(t.contains("# TCP port of the HTTP server"), "{t}");
-        assert!(t.contains("  memory:\n"), "{t}");
+        assert!(
+            t.contains("  memory:\n    # Whether this collector runs.\n    enabled: true\n"),
+            "{t}"
+        );
         assert_defaults(&parse_str(&t, Format::Yaml, None).unwrap());
     }
 

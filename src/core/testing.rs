@@ -68,6 +68,12 @@ pub fn collect_with(collector: &dyn Collector, paths: Paths) -> Result<Collected
     Ok(parse(sink.to_text(), sink.parse_errors()))
 }
 
+/// Parse exposition text as written by [`MetricSink`] (the exact inverse of
+/// its escaping), e.g. a whole scrape body.
+pub fn parse_text(text: &str) -> Collected {
+    parse(text.to_string(), 0)
+}
+
 fn parse(text: String, parse_errors: u64) -> Collected {
     let samples = text
         .lines()

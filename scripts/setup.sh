@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Install what building and testing herakles-node-exporter needs on a fresh
+# Debian machine. Idempotent: a second run installs nothing.
+#
+#   promtool                  (package prometheus)  lints our exposition in tests
+#   prometheus-node-exporter                        the peer our values are compared with
+#   ss                        (package iproute2)    cross-checks TCP state counts
+#   curl                                            benchmark and smoke scripts
+set -euo pipefail
+
+need=()
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+[ -x /usr/bin/prometheus-node-exporter ] || need+=(prometheus-node-exporter)
+command -v ss >/dev/null 2>&1 || need+=(iproute2)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v cc >/dev/null 2>&1 || need+=(gcc)
+
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: need root to install: ${need[*]}" >&2
+    exit 1
+  fi
+  echo "setup: installing ${need[*]}"
+  # Debian starts daemons from package scripts; we only want their binaries,
+  # never a node_exporter or Prometheus server running in the background.
+  policy=/usr/sbin/policy-rc.d
+  created_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod +x "$policy"
+    created_policy=1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  [ "$created_policy" = 1 ] && rm -f "$policy"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo not found; install a Rust toolchain (rustup) first" >&2
+  exit 1
+fi
+echo "setup: ok"

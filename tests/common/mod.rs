@@ -1,0 +1,209 @@
+//! Helpers shared by the integration tests: a minimal HTTP/1.1 client (the
+//! tests talk to the exporter exactly as Prometheus does, over loopback) and
+//! a handle on a running exporter binary.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// GET `path` with extra request headers.
+pub fn get_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
+    let mut s = TcpStream::connect(addr).expect("connect to exporter");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response has a header block");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut body = raw[split + 4..].to_vec();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked {
+        body = dechunk(&body);
+    }
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub fn get(addr: SocketAddr, path: &str) -> Response {
+    get_with(addr, path, &[])
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = data.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..eol]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[eol + 2..eol + 2 + size]);
+        data = &data[eol + 2 + size + 2..];
+    }
+}
+
+/// A running exporter binary on an ephemeral loopback port.
+pub struct Running {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Running {
+    /// Start the binary with `--no-config -p 0 --bind 127.0.0.1` plus `args`.
+    pub fn start(args: &[&str]) -> Running {
+        Running::start_env(args, &[])
+    }
+
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Running {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herakles-node-exporter"));
+        if !args.iter().any(|a| *a == "-c" || a.starts_with("--config")) {
+            cmd.arg("--no-config");
+        }
+        cmd.args(["-p", "0", "--bind", "127.0.0.1"])
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start exporter");
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("exporter exited before listening")
+                .unwrap();
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let a = rest.split_whitespace().next().unwrap();
+                break a.parse().unwrap();
+            }
+        };
+        // Keep draining stderr so the exporter never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Running { child, addr }
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        get(self.addr, path)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// promtool lints we accept, each for a stated reason.
+///
+/// `herakles_system_entropy_bits` is a name the spec fixes; promtool's
+/// heuristic reads "bits" as a data-size unit that should be bytes, but
+/// entropy bits are not a data size.
+const ACCEPTED_LINTS: &[&str] = &["herakles_system_entropy_bits use base unit \"bytes\" instead of \"bits\""];
+
+/// Run `promtool check metrics` on an exposition; returns its complaints
+/// other than [`ACCEPTED_LINTS`].
+pub fn promtool_check(text: &str) -> String {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool not found: run scripts/setup.sh (Debian package 'prometheus')");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let complaints = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let complaints: String = complaints
+        .lines()
+        .filter(|l| !ACCEPTED_LINTS.contains(&l.trim()))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let only_accepted = complaints.trim().is_empty();
+    if !out.status.success() && !only_accepted {
+        return format!("promtool exited with {}: {complaints}", out.status);
+    }
+    complaints
+}
+
+/// Parse an exposition with a real parser (prometheus-parse).
+pub fn parse(text: &str) -> prometheus_parse::Scrape {
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    prometheus_parse::Scrape::parse(lines).expect("exposition parses")
+}
+
+/// The value of the sample `name` whose labels include all of `labels`.
+pub fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
+        })
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+}
+
+/// A `key value` field of /proc/stat.
+pub fn proc_stat(key: &str) -> f64 {
+    std::fs::read_to_string("/proc/stat")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key} ")))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
