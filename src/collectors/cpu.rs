@@ -602,4 +602,13 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn example_config_loads() {
+        let path = format!("{}/config/collectors/cpu.yaml", env!("CARGO_MANIFEST_DIR"));
+        let file = crate::config::load_file(path.as_ref()).unwrap();
+        let section = &file.config.collectors.0["cpu"];
+        assert!(section.enabled);
+        assert!(section.config.as_any().is::<NoConfig>());
+    }
 }

@@ -333,6 +333,7 @@ mod tests {
     use super::*;
     use herakles_core::testing::{collect_once, collect_with, Collected};
     use herakles_core::Paths;
+    use std::sync::Arc;
 
     fn fixture(name: &str) -> Paths {
         Paths {
@@ -457,7 +458,7 @@ mod tests {
         };
         let disk = Disk::build(
             DiskConfig::default(),
-            &BuildContext::new(paths.clone(), std::sync::Arc::new(())),
+            &BuildContext::new(paths.clone(), Arc::new(())),
         )
         .unwrap();
         let line = |name: &str| format!("8 0 {name} 1 2 3 4 5 6 7 8 9 10 11\n");
@@ -515,17 +516,22 @@ mod tests {
     }
 
     #[test]
-    fn example_config_parses() {
+    fn example_config_loads() {
         let path = format!("{}/config/collectors/disk.yaml", env!("CARGO_MANIFEST_DIR"));
-        let doc: serde_norway::Value =
-            serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        let mut section = doc["collectors"]["disk"].clone();
-        section.as_mapping_mut().unwrap().remove("enabled");
-        let config: DiskConfig = serde_norway::from_value(section).unwrap();
-        assert!(Disk::build(
-            config,
-            &BuildContext::new(Paths::default(), std::sync::Arc::new(()))
-        )
-        .is_ok());
+        let file = crate::config::load_file(path.as_ref()).unwrap();
+        let section = &file.config.collectors.0["disk"];
+        assert!(section.enabled);
+        let config = section
+            .config
+            .as_any()
+            .downcast_ref::<DiskConfig>()
+            .unwrap();
+        assert_eq!(
+            config.device_exclude.as_deref(),
+            DiskConfig::default().device_exclude.as_deref()
+        );
+        assert!(config.device_include.is_some());
+        let ctx = BuildContext::new(Paths::default(), Arc::new(()));
+        assert!(Disk::build(config.clone(), &ctx).is_ok());
     }
 }

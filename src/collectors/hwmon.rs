@@ -598,17 +598,21 @@ mod tests {
     }
 
     #[test]
-    fn example_config_parses() {
+    fn example_config_loads() {
         let path = format!(
             "{}/config/collectors/hwmon.yaml",
             env!("CARGO_MANIFEST_DIR")
         );
-        let doc: serde_norway::Value =
-            serde_norway::from_str(&fs::read_to_string(path).unwrap()).unwrap();
-        let mut section = doc["collectors"]["hwmon"].clone();
-        section.as_mapping_mut().unwrap().remove("enabled");
-        let config: HwmonConfig = serde_norway::from_value(section).unwrap();
-        assert!(config.cpu_temp_chips.iter().any(|c| c == "coretemp"));
-        assert!(Hwmon::build(config, &BuildContext::new(Paths::default(), Arc::new(()))).is_ok());
+        let file = crate::config::load_file(path.as_ref()).unwrap();
+        let section = &file.config.collectors.0["hwmon"];
+        assert!(section.enabled);
+        let config = section
+            .config
+            .as_any()
+            .downcast_ref::<HwmonConfig>()
+            .unwrap();
+        assert!(config.cpu_temp_chips.iter().any(|c| c == "soc_thermal"));
+        let ctx = BuildContext::new(Paths::default(), Arc::new(()));
+        assert!(Hwmon::build(config.clone(), &ctx).is_ok());
     }
 }

@@ -306,17 +306,22 @@ mod tests {
     }
 
     #[test]
-    fn example_config_parses() {
+    fn example_config_loads() {
         let path = format!(
             "{}/config/collectors/netdev.yaml",
             env!("CARGO_MANIFEST_DIR")
         );
-        let doc: serde_norway::Value =
-            serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        let mut section = doc["collectors"]["netdev"].clone();
-        section.as_mapping_mut().unwrap().remove("enabled");
-        let config: NetdevConfig = serde_norway::from_value(section).unwrap();
+        let file = crate::config::load_file(path.as_ref()).unwrap();
+        let section = &file.config.collectors.0["netdev"];
+        assert!(section.enabled);
+        let config = section
+            .config
+            .as_any()
+            .downcast_ref::<NetdevConfig>()
+            .unwrap();
+        assert!(config.interface_include.is_none());
+        assert!(config.interface_exclude.is_some());
         let ctx = BuildContext::new(Paths::default(), Arc::new(()));
-        assert!(Netdev::build(config, &ctx).is_ok());
+        assert!(Netdev::build(config.clone(), &ctx).is_ok());
     }
 }

@@ -179,4 +179,16 @@ mod tests {
             readable as u64
         );
     }
+
+    #[test]
+    fn example_config_loads() {
+        let path = format!(
+            "{}/config/collectors/thermal.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let file = crate::config::load_file(path.as_ref()).unwrap();
+        let section = &file.config.collectors.0["thermal"];
+        assert!(section.enabled);
+        assert!(section.config.as_any().is::<NoConfig>());
+    }
 }
