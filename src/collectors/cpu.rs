@@ -108,8 +108,8 @@ impl Collector for Cpu {
         for line in lines {
             let state = CpuState::advance(previous.get(&line.cpu), &line, self.jitter_ticks);
             let cpu = line.cpu.as_str();
-            // The aggregate line only feeds the `total` ratios: its counters
-            // are the sum of the per-CPU ones, which `sum()` gives anyway.
+            // The aggregate line only feeds the `total` ratios. Its seconds
+            // would duplicate the per-CPU series, which `sum()` adds up.
             if cpu != TOTAL {
                 let mut seconds = out.family(&SECONDS);
                 for (mode, ticks) in MODES.iter().zip(&state.ticks).take(line.columns) {
