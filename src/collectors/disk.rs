@@ -115,21 +115,22 @@ const FLUSH_COLUMNS: usize = 2;
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct DiskConfig {
-    /// Only devices whose name matches this regex are reported. Unset: all.
-    /// The regex is unanchored; use `^...$` to match whole names.
-    pub device_include: Option<String>,
+    /// Only devices whose name matches this regex are reported; empty
+    /// reports all. The regex is unanchored: use `^...$` to match whole
+    /// names.
+    pub device_include: String,
     /// Devices whose name matches this regex are not reported, even when
     /// `device_include` matches. The default leaves out loop, RAM and floppy
-    /// devices, which are noise on most hosts; partitions are kept. Set to
-    /// `null` to report every device.
-    pub device_exclude: Option<String>,
+    /// devices, which are noise on most hosts; partitions are kept. Empty
+    /// leaves nothing out.
+    pub device_exclude: String,
 }
 
 impl Default for DiskConfig {
     fn default() -> DiskConfig {
         DiskConfig {
-            device_include: None,
-            device_exclude: Some(r"^(loop|ram|zram|fd)\d+$".to_string()),
+            device_include: String::new(),
+            device_exclude: r"^(loop|ram|zram|fd)\d+$".to_string(),
         }
     }
 }
@@ -274,6 +275,10 @@ fn psi(ctx: &ScrapeContext, out: &mut MetricSink) {
 /// An include and an exclude regex over names (devices here, interfaces in
 /// `netdev`), compiled once at build time so a bad pattern stops start-up
 /// with the name of its key instead of failing every scrape.
+///
+/// An empty pattern means "no filter" rather than "match everything": for an
+/// exclude that is the only useful reading, and a string (unlike an optional
+/// one) can be written the same way in YAML, JSON and TOML.
 pub(crate) struct NameFilter {
     include: Option<Regex>,
     exclude: Option<Regex>,
@@ -281,14 +286,10 @@ pub(crate) struct NameFilter {
 
 impl NameFilter {
     /// Compile the patterns; `keys` are their config key names, for errors.
-    pub(crate) fn new(
-        include: Option<&str>,
-        exclude: Option<&str>,
-        keys: (&str, &str),
-    ) -> Result<NameFilter> {
-        let compile = |pattern: Option<&str>, key: &str| {
-            pattern
-                .map(|p| Regex::new(p).map_err(|e| Error::msg(format!("{key}: {e}"))))
+    pub(crate) fn new(include: &str, exclude: &str, keys: (&str, &str)) -> Result<NameFilter> {
+        let compile = |pattern: &str, key: &str| {
+            (!pattern.is_empty())
+                .then(|| Regex::new(pattern).map_err(|e| Error::msg(format!("{key}: {e}"))))
                 .transpose()
         };
         Ok(NameFilter {
@@ -311,8 +312,8 @@ impl BuildCollector for Disk {
     type Config = DiskConfig;
     fn build(config: DiskConfig, _: &BuildContext) -> Result<Self> {
         let filter = NameFilter::new(
-            config.device_include.as_deref(),
-            config.device_exclude.as_deref(),
+            &config.device_include,
+            &config.device_exclude,
             ("device_include", "device_exclude"),
         )?;
         Ok(Disk { filter })
@@ -425,15 +426,15 @@ mod tests {
     #[test]
     fn include_and_exclude() {
         let config = DiskConfig {
-            device_include: Some("^(sd|loop)".into()),
-            device_exclude: Some("1$".into()),
+            device_include: "^(sd|loop)".into(),
+            device_exclude: "1$".into(),
         };
         let c = collect_once::<Disk>(config, fixture("disk")).unwrap();
         assert_eq!(devices(&c), ["sda", "sdb", "loop0"]);
 
         let config = DiskConfig {
-            device_include: None,
-            device_exclude: None,
+            device_include: String::new(),
+            device_exclude: String::new(),
         };
         let c = collect_once::<Disk>(config, fixture("disk")).unwrap();
         assert_eq!(devices(&c).len(), 10);
@@ -442,8 +443,8 @@ mod tests {
     #[test]
     fn invalid_regex_names_the_key() {
         let config = DiskConfig {
-            device_include: None,
-            device_exclude: Some("(".into()),
+            device_include: String::new(),
+            device_exclude: "(".into(),
         };
         let err = collect_once::<Disk>(config, fixture("disk")).unwrap_err();
         assert!(err.to_string().starts_with("device_exclude: "), "{err}");
@@ -496,8 +497,8 @@ mod tests {
         }
         let before = read();
         let config = DiskConfig {
-            device_include: None,
-            device_exclude: None,
+            device_include: String::new(),
+            device_exclude: String::new(),
         };
         let c = collect_once::<Disk>(config, Paths::default()).unwrap();
         let after = read();
@@ -526,11 +527,8 @@ mod tests {
             .as_any()
             .downcast_ref::<DiskConfig>()
             .unwrap();
-        assert_eq!(
-            config.device_exclude.as_deref(),
-            DiskConfig::default().device_exclude.as_deref()
-        );
-        assert!(config.device_include.is_some());
+        assert_eq!(config.device_exclude, DiskConfig::default().device_exclude);
+        assert!(!config.device_include.is_empty());
         let ctx = BuildContext::new(Paths::default(), Arc::new(()));
         assert!(Disk::build(config.clone(), &ctx).is_ok());
     }

@@ -59,12 +59,13 @@ const DROPPED: usize = 3;
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct NetdevConfig {
-    /// Only interfaces whose name matches this regex are reported. Unset:
-    /// all. The regex is unanchored; use `^...$` to match whole names.
-    pub interface_include: Option<String>,
+    /// Only interfaces whose name matches this regex are reported; empty
+    /// reports all. The regex is unanchored: use `^...$` to match whole
+    /// names.
+    pub interface_include: String,
     /// Interfaces whose name matches this regex are not reported, even when
-    /// `interface_include` matches. Unset: none are left out.
-    pub interface_exclude: Option<String>,
+    /// `interface_include` matches; empty leaves nothing out.
+    pub interface_exclude: String,
 }
 
 /// See the module documentation.
@@ -135,8 +136,8 @@ impl BuildCollector for Netdev {
     type Config = NetdevConfig;
     fn build(config: NetdevConfig, _: &BuildContext) -> Result<Self> {
         let filter = NameFilter::new(
-            config.interface_include.as_deref(),
-            config.interface_exclude.as_deref(),
+            &config.interface_include,
+            &config.interface_exclude,
             ("interface_include", "interface_exclude"),
         )?;
         Ok(Netdev { filter })
@@ -221,8 +222,8 @@ mod tests {
     #[test]
     fn include_and_exclude() {
         let config = NetdevConfig {
-            interface_include: Some("^(lo|eth|veth)".into()),
-            interface_exclude: Some("^veth".into()),
+            interface_include: "^(lo|eth|veth)".into(),
+            interface_exclude: "^veth".into(),
         };
         let c = collect_once::<Netdev>(config, fixture("netdev")).unwrap();
         assert_eq!(interfaces(&c), ["lo", "eth0"]);
@@ -232,8 +233,8 @@ mod tests {
     #[test]
     fn invalid_regex_names_the_key() {
         let config = NetdevConfig {
-            interface_include: Some("[".into()),
-            interface_exclude: None,
+            interface_include: "[".into(),
+            interface_exclude: String::new(),
         };
         let err = collect_once::<Netdev>(config, fixture("netdev")).unwrap_err();
         assert!(err.to_string().starts_with("interface_include: "), "{err}");
@@ -319,8 +320,8 @@ mod tests {
             .as_any()
             .downcast_ref::<NetdevConfig>()
             .unwrap();
-        assert!(config.interface_include.is_none());
-        assert!(config.interface_exclude.is_some());
+        assert!(config.interface_include.is_empty());
+        assert!(!config.interface_exclude.is_empty());
         let ctx = BuildContext::new(Paths::default(), Arc::new(()));
         assert!(Netdev::build(config.clone(), &ctx).is_ok());
     }
