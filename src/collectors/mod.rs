@@ -13,3 +13,4 @@ pub mod loadavg;
 pub mod memory;
 pub mod netdev;
 pub mod tcp;
+pub mod thermal;
