@@ -44,7 +44,10 @@ fn live_scrape_matches_proc_and_passes_promtool() {
         Some(meminfo_bytes("MemTotal"))
     );
     let ctxt = value(&s, "herakles_system_context_switches_total", &[]).unwrap();
-    assert!(ctxt >= ctxt_before && ctxt <= ctxt_after, "{ctxt_before} <= {ctxt} <= {ctxt_after}");
+    assert!(
+        ctxt >= ctxt_before && ctxt <= ctxt_after,
+        "{ctxt_before} <= {ctxt} <= {ctxt_after}"
+    );
     let forks = value(&s, "herakles_system_forks_total", &[]).unwrap();
     assert!(forks >= forks_before && forks <= forks_after);
     assert_eq!(
@@ -60,7 +63,12 @@ fn live_scrape_matches_proc_and_passes_promtool() {
     let got = value(&s, "herakles_system_cpu_load_15", &[]).unwrap();
     assert!((got - load[2]).abs() < 0.5, "load15 {got} vs {}", load[2]);
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
-    assert!(value(&s, "herakles_system_uname_info", &[("release", release.trim())]).is_some());
+    assert!(value(
+        &s,
+        "herakles_system_uname_info",
+        &[("release", release.trim())]
+    )
+    .is_some());
 
     for c in ["memory", "loadavg", "host", "kernel"] {
         assert_eq!(
@@ -69,13 +77,21 @@ fn live_scrape_matches_proc_and_passes_promtool() {
             "collector {c}"
         );
     }
-    assert!(value(&s, "herakles_exporter_build_info", &[("version", env!("CARGO_PKG_VERSION"))]).is_some());
+    assert!(value(
+        &s,
+        "herakles_exporter_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))]
+    )
+    .is_some());
     assert!(value(&s, "process_resident_memory_bytes", &[]).is_some_and(|v| v > 0.0));
 }
 
 #[test]
 fn collectors_listing_shows_every_builtin() {
-    let out = Command::new(BIN).args(["--no-config", "collectors"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["--no-config", "collectors"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     for name in ["memory", "loadavg", "host", "kernel"] {
@@ -112,7 +128,10 @@ fn disabling_by_flag_config_and_env_removes_series() {
 
     // The flag wins over the file.
     let exp = Running::start(&["-c", cfg.to_str().unwrap(), "--collector.loadavg"]);
-    assert!(exp.get("/metrics").text().contains("herakles_system_cpu_load_1 "));
+    assert!(exp
+        .get("/metrics")
+        .text()
+        .contains("herakles_system_cpu_load_1 "));
 
     let exp = Running::start_env(&[], &[("HERAKLES_COLLECTORS__KERNEL__ENABLED", "false")]);
     let text = exp.get("/metrics").text();
@@ -123,7 +142,9 @@ fn disabling_by_flag_config_and_env_removes_series() {
 #[test]
 fn collect_and_exclude_select_collectors() {
     let exp = Running::start(&[]);
-    let text = exp.get("/metrics?collect[]=loadavg&collect%5B%5D=host").text();
+    let text = exp
+        .get("/metrics?collect[]=loadavg&collect%5B%5D=host")
+        .text();
     assert!(text.contains("herakles_system_cpu_load_1 "));
     assert!(text.contains("herakles_system_uptime_seconds "));
     assert!(!text.contains("herakles_system_memory_total_bytes"));
@@ -133,7 +154,10 @@ fn collect_and_exclude_select_collectors() {
     assert!(!text.contains("herakles_system_cpu_load_1 "));
     assert!(text.contains("herakles_system_memory_total_bytes "));
 
-    assert_eq!(exp.get("/metrics?collect[]=loadavg&exclude[]=host").status, 400);
+    assert_eq!(
+        exp.get("/metrics?collect[]=loadavg&exclude[]=host").status,
+        400
+    );
     let bad = exp.get("/metrics?collect[]=nonesuch");
     assert_eq!(bad.status, 400);
     assert!(bad.text().contains("valid collectors"), "{}", bad.text());
@@ -168,7 +192,10 @@ fn other_endpoints() {
 
     let index = exp.get("/");
     assert!(index.text().contains("href=\"/metrics\""));
-    assert_eq!(index.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(
+        index.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
     let config = exp.get("/config");
     assert!(config.text().contains("collector_timeout"));
     assert_eq!(exp.get("/subgroups").status, 200);
@@ -187,7 +214,11 @@ fn unreadable_procfs_fails_collectors_but_keeps_serving() {
     assert_eq!(resp.status, 200);
     let s = parse(&resp.text());
     assert_eq!(
-        value(&s, "herakles_scrape_collector_success", &[("collector", "memory")]),
+        value(
+            &s,
+            "herakles_scrape_collector_success",
+            &[("collector", "memory")]
+        ),
         Some(0.0)
     );
     assert!(value(&s, "herakles_system_memory_total_bytes", &[]).is_none());
@@ -210,7 +241,10 @@ fn sigterm_exits_zero_quickly() {
         if let Some(s) = exp.child.try_wait().unwrap() {
             break s;
         }
-        assert!(t.elapsed() < Duration::from_secs(5), "still running 5 s after SIGTERM");
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "still running 5 s after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "{status}");
@@ -226,7 +260,10 @@ fn port_in_use_is_one_clear_line_and_exit_1() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot listen on 127.0.0.1:") && err.contains("in use"), "{err}");
+    assert!(
+        err.contains("cannot listen on 127.0.0.1:") && err.contains("in use"),
+        "{err}"
+    );
 }
 
 fn run(args: &[&str]) -> (i32, String, String) {
@@ -243,10 +280,22 @@ fn bad_config_files_exit_2_with_position() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         ("a.yaml", "port: 9300\nbind: [oops\n", "a.yaml:"),
-        ("b.yaml", "port: 9300\ncache_tll: 3\n", "b.yaml:2:1: key \"cache_tll\": unknown key (did you mean \"cache_ttl\"?)"),
+        (
+            "b.yaml",
+            "port: 9300\ncache_tll: 3\n",
+            "b.yaml:2:1: key \"cache_tll\": unknown key (did you mean \"cache_ttl\"?)",
+        ),
         ("c.toml", "port = \"nine\"\n", "c.toml:1:"),
-        ("d.json", "{\"port\": 1,\n \"collectors\": {\"memory\": {\"enabled\": \"yes\"}}}", "d.json:2:"),
-        ("e.yaml", "collectors:\n  memroy: {}\n", "did you mean \"memory\""),
+        (
+            "d.json",
+            "{\"port\": 1,\n \"collectors\": {\"memory\": {\"enabled\": \"yes\"}}}",
+            "d.json:2:",
+        ),
+        (
+            "e.yaml",
+            "collectors:\n  memroy: {}\n",
+            "did you mean \"memory\"",
+        ),
     ];
     for (name, body, want) in cases {
         let path = dir.path().join(name);
@@ -275,7 +324,14 @@ fn config_template_and_show_config_round_trip() {
         assert_eq!(code, 0, "{ext}: {err}");
         assert!(out.contains("configuration OK"));
     }
-    let (code, out, _) = run(&["--no-config", "--show-config", "--config-format", "json", "-p", "9999"]);
+    let (code, out, _) = run(&[
+        "--no-config",
+        "--show-config",
+        "--config-format",
+        "json",
+        "-p",
+        "9999",
+    ]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["port"], 9999);
@@ -286,9 +342,18 @@ fn config_template_and_show_config_round_trip() {
 
     let path = dir.path().join("u.yaml");
     std::fs::write(&path, "port: 9400\n").unwrap();
-    let (code, out, _) = run(&["-c", path.to_str().unwrap(), "--show-user-config", "--config-format", "json"]);
+    let (code, out, _) = run(&[
+        "-c",
+        path.to_str().unwrap(),
+        "--show-user-config",
+        "--config-format",
+        "json",
+    ]);
     assert_eq!(code, 0);
-    assert!(out.contains("\"port\": 9400") && !out.contains("collectors"), "{out}");
+    assert!(
+        out.contains("\"port\": 9400") && !out.contains("collectors"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -299,7 +364,12 @@ fn check_command_reports_each_requirement() {
     let failed = out.lines().filter(|l| l.starts_with("FAIL")).count();
     assert_eq!(code == 0, failed == 0, "{out}");
     let dir = tempfile::tempdir().unwrap();
-    let (code, out, _) = run(&["--no-config", "--path.procfs", dir.path().to_str().unwrap(), "check"]);
+    let (code, out, _) = run(&[
+        "--no-config",
+        "--path.procfs",
+        dir.path().to_str().unwrap(),
+        "check",
+    ]);
     assert_eq!(code, 1, "{out}");
     assert!(out.starts_with("FAIL"), "{out}");
 }

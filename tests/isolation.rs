@@ -146,10 +146,18 @@ fn concurrent_scrapes_share_one_collection_and_cache_serves_repeats() {
     for s in scrapes {
         assert_eq!(s.join().unwrap().status, 200);
     }
-    assert_eq!(COUNTED_CALLS.load(Ordering::SeqCst) - before, 1, "single-flight");
+    assert_eq!(
+        COUNTED_CALLS.load(Ordering::SeqCst) - before,
+        1,
+        "single-flight"
+    );
     // Within cache_ttl a later scrape is served from the cache.
     common::get(addr, "/metrics?collect[]=test_counted");
-    assert_eq!(COUNTED_CALLS.load(Ordering::SeqCst) - before, 1, "cache_ttl");
+    assert_eq!(
+        COUNTED_CALLS.load(Ordering::SeqCst) - before,
+        1,
+        "cache_ttl"
+    );
     // A different selection is a different collection.
     let text = common::get(addr, "/metrics").text();
     assert!(text.contains("test_counted_calls_total"));
@@ -176,8 +184,11 @@ fn hostile_label_values_stay_valid_exposition() {
     struct Hostile;
     impl Collector for Hostile {
         fn collect(&self, _: &ScrapeContext, out: &mut MetricSink) -> Result<()> {
-            out.family(&Desc::gauge("test_hostile", "Labels a process could choose."))
-                .sample(&[("name", "a\"b\\c\nd}{=,\u{fffd}")], 1.0);
+            out.family(&Desc::gauge(
+                "test_hostile",
+                "Labels a process could choose.",
+            ))
+            .sample(&[("name", "a\"b\\c\nd}{=,\u{fffd}")], 1.0);
             Ok(())
         }
     }

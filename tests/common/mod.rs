@@ -77,7 +77,8 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         let Some(eol) = data.windows(2).position(|w| w == b"\r\n") else {
             return out;
         };
-        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..eol]).trim(), 16).unwrap_or(0);
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&data[..eol]).trim(), 16).unwrap_or(0);
         if size == 0 {
             return out;
         }
@@ -143,7 +144,8 @@ impl Drop for Running {
 /// `herakles_system_entropy_bits` is a name the spec fixes; promtool's
 /// heuristic reads "bits" as a data-size unit that should be bytes, but
 /// entropy bits are not a data size.
-const ACCEPTED_LINTS: &[&str] = &["herakles_system_entropy_bits use base unit \"bytes\" instead of \"bits\""];
+const ACCEPTED_LINTS: &[&str] =
+    &["herakles_system_entropy_bits use base unit \"bytes\" instead of \"bits\""];
 
 /// Run `promtool check metrics` on an exposition; returns its complaints
 /// other than [`ACCEPTED_LINTS`].
@@ -155,7 +157,12 @@ pub fn promtool_check(text: &str) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .expect("promtool not found: run scripts/setup.sh (Debian package 'prometheus')");
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let complaints = format!(
         "{}{}",
@@ -181,13 +188,15 @@ pub fn parse(text: &str) -> prometheus_parse::Scrape {
 }
 
 /// The value of the sample `name` whose labels include all of `labels`.
-pub fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub fn value(
+    scrape: &prometheus_parse::Scrape,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
     scrape
         .samples
         .iter()
-        .find(|s| {
-            s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
-        })
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
         .map(|s| match s.value {
             prometheus_parse::Value::Counter(v)
             | prometheus_parse::Value::Gauge(v)
