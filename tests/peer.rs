@@ -150,7 +150,8 @@ fn overlapping_series_agree_with_node_exporter() {
         "device",
     );
 
-    let one = |s: &Scrape, name: &str| value(s, name, &[]).unwrap_or_else(|| panic!("{name} missing"));
+    let one =
+        |s: &Scrape, name: &str| value(s, name, &[]).unwrap_or_else(|| panic!("{name} missing"));
     let ctxt = one(&theirs, "node_context_switches_total");
     assert!(
         one(&before, "herakles_system_context_switches_total") <= ctxt
@@ -164,7 +165,9 @@ fn overlapping_series_agree_with_node_exporter() {
     // Available memory moves with every allocation on the host; 64 MiB is
     // far above what three scrapes cause and far below a real mismatch.
     let avail = one(&theirs, "node_memory_MemAvailable_bytes");
-    assert!((one(&before, "herakles_system_memory_available_bytes") - avail).abs() < 64.0 * 1048576.0);
+    assert!(
+        (one(&before, "herakles_system_memory_available_bytes") - avail).abs() < 64.0 * 1048576.0
+    );
 
     for (ours_name, their_name) in [
         ("herakles_system_cpu_load_1", "node_load1"),
