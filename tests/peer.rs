@@ -41,24 +41,27 @@ fn start_peer() -> Peer {
         .unwrap()
         .port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let child = Command::new(NODE_EXPORTER)
-        .args([
-            &format!("--web.listen-address={addr}"),
-            "--collector.disable-defaults",
-            "--collector.netdev",
-            "--collector.filesystem",
-            "--collector.meminfo",
-            "--collector.diskstats",
-            "--collector.loadavg",
-            "--collector.stat",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let peer = Peer {
+        addr,
+        child: Command::new(NODE_EXPORTER)
+            .args([
+                &format!("--web.listen-address={addr}"),
+                "--collector.disable-defaults",
+                "--collector.netdev",
+                "--collector.filesystem",
+                "--collector.meminfo",
+                "--collector.diskstats",
+                "--collector.loadavg",
+                "--collector.stat",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    };
     for _ in 0..100 {
         if std::net::TcpStream::connect(addr).is_ok() {
-            return Peer { child, addr };
+            return peer;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
