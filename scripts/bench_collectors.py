@@ -63,11 +63,33 @@ def pct(values, q):
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
+def serve(count):
+    """Accept and hold `count` connections; the other half of the sockets
+    lives in a second process because one process may not hold them all."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4096)
+    print(listener.getsockname()[1], flush=True)
+    held = [listener.accept()[0] for _ in range(count)]
+    print("accepted", len(held), flush=True)
+    sys.stdin.read()
+
+
+def raise_nofile(want):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < want:
+        raise SystemExit(f"need {want} open files, hard limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
 def main():
+    if sys.argv[1] == "--serve":
+        raise_nofile(int(sys.argv[2]) + 64)
+        return serve(int(sys.argv[2]))
     binary = sys.argv[1]
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 200
     conns = int(sys.argv[3]) if len(sys.argv) > 3 else 20000
-    resource.setrlimit(resource.RLIMIT_NOFILE, (conns + 1024, conns + 1024))
+    raise_nofile(conns // 2 + 256)
 
     ours_port, peer_port = free_port(), free_port()
     ours = subprocess.Popen([binary, "--no-config", "-p", str(ours_port), "--bind", "127.0.0.1"],
@@ -93,16 +115,12 @@ def main():
         for c in sorted(per):
             print(f"  {c:<12} {statistics.mean(per[c]) * 1000:8.3f} / {pct(per[c], 0.99) * 1000:8.3f}")
 
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(4096)
-        held = []
-        for _ in range(conns // 2):
-            c = socket.create_connection(listener.getsockname())
-            s, _ = listener.accept()
-            held += [c, s]
-        print(f"\nwith {len(held)} established loopback sockets held open:")
+        server = subprocess.Popen([sys.executable, __file__, "--serve", str(conns // 2)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        port = int(server.stdout.readline())
+        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(conns // 2)]
+        server.stdout.readline()
+        print(f"\nwith {2 * len(held)} established loopback sockets held open:")
         ours_t, ours_c, peer_t, peer_c = [], [], [], []
         for _ in range(n):
             body, t = scrape(ours_url + "?collect[]=tcp")
@@ -118,8 +136,10 @@ def main():
             f" | request median {statistics.median(t) * 1000:7.2f} ms")
         row("herakles tcp (netlink)", ours_c, ours_t)
         row("node_exporter tcpstat", peer_c, peer_t)
-        for s in held:
-            s.close()
+        for c in held:
+            c.close()
+        server.stdin.close()
+        server.wait()
     finally:
         ours.kill()
         peer.kill()

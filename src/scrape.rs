@@ -306,13 +306,18 @@ impl Scraper {
             let collector = slot.collector.clone();
             tokio::task::spawn_blocking(move || {
                 let _running = running;
-                std::panic::catch_unwind(AssertUnwindSafe(|| {
+                let ran = Instant::now();
+                let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
                     let mut sink = MetricSink::new();
                     collector.collect(&ctx, &mut sink).map(|()| sink)
-                }))
+                }));
+                (result, ran.elapsed())
             })
             .await
         };
+        // The reported duration is the collector's own run time, not the
+        // time it queued for a worker; a timeout reports the time waited.
+        let mut duration = None;
         let (sink, error) = match tokio::time::timeout(self.timeout, work).await {
             Err(_) => (
                 None,
@@ -322,16 +327,21 @@ impl Scraper {
                 )),
             ),
             Ok(Err(join)) => (None, Some(format!("collector task failed: {join}"))),
-            Ok(Ok(Err(panic))) => (None, Some(format!("panicked: {}", panic_message(&*panic)))),
-            Ok(Ok(Ok(Err(e)))) => (None, Some(e.to_string())),
-            Ok(Ok(Ok(Ok(sink)))) => (Some(sink), None),
+            Ok(Ok((result, ran))) => {
+                duration = Some(ran);
+                match result {
+                    Err(panic) => (None, Some(format!("panicked: {}", panic_message(&*panic)))),
+                    Ok(Err(e)) => (None, Some(e.to_string())),
+                    Ok(Ok(sink)) => (Some(sink), None),
+                }
+            }
         };
         if let Some(e) = &error {
             tracing::warn!(collector = slot.name, error = %e, "collector failed");
         }
         let outcome = Outcome {
             name: slot.name,
-            duration: started.elapsed(),
+            duration: duration.unwrap_or_else(|| started.elapsed()),
             error,
         };
         (sink, outcome)
