@@ -172,15 +172,16 @@ fn overlapping_series_agree_with_node_exporter() {
         (one(&before, "herakles_system_memory_available_bytes") - avail).abs() < 64.0 * 1048576.0
     );
 
-    for (ours_name, their_name) in [
-        ("herakles_system_cpu_load_1", "node_load1"),
-        ("herakles_system_cpu_load_5", "node_load5"),
-        ("herakles_system_cpu_load_15", "node_load15"),
+    // The kernel recomputes load averages every 5 s; one update can move
+    // load1 by 8% of (runnable tasks - load1), so with a parallel test run
+    // on 2 cores a step of about one is possible between the two scrapes.
+    for (ours_name, their_name, tolerance) in [
+        ("herakles_system_cpu_load_1", "node_load1", 1.5),
+        ("herakles_system_cpu_load_5", "node_load5", 0.5),
+        ("herakles_system_cpu_load_15", "node_load15", 0.2),
     ] {
         let (o, t) = (one(&before, ours_name), one(&theirs, their_name));
-        // The kernel updates load averages every 5 s, by at most a few
-        // tenths on a 2-core host.
-        assert!((o - t).abs() < 0.5, "{ours_name} {o} vs {their_name} {t}");
+        assert!((o - t).abs() < tolerance, "{ours_name} {o} vs {their_name} {t}");
     }
 
     let root = [("mountpoint", "/")];
