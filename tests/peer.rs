@@ -181,7 +181,10 @@ fn overlapping_series_agree_with_node_exporter() {
         ("herakles_system_cpu_load_15", "node_load15", 0.2),
     ] {
         let (o, t) = (one(&before, ours_name), one(&theirs, their_name));
-        assert!((o - t).abs() < tolerance, "{ours_name} {o} vs {their_name} {t}");
+        assert!(
+            (o - t).abs() < tolerance,
+            "{ours_name} {o} vs {their_name} {t}"
+        );
     }
 
     let root = [("mountpoint", "/")];
