@@ -11,7 +11,9 @@ use std::time::Duration;
 use clap::{Arg, ArgAction, CommandFactory, FromArgMatches, Parser, Subcommand};
 use herakles_core::{registrations, BuildContext, Collector};
 
-use crate::config::{self, Config, ConfigError, Format, LoadedFile, LogFormat, LogLevel};
+use crate::config::{
+    self, Config, ConfigError, Format, LoadedFile, LogFormat, LogLevel, SearchMode, SmapsMode,
+};
 use crate::health::Health;
 use crate::scrape::Scraper;
 
@@ -84,6 +86,36 @@ pub struct Cli {
     /// TLS private key (PEM)
     #[arg(long, value_name = "FILE")]
     pub tls_key: Option<String>,
+    /// Per-process series only for USS >= KB
+    #[arg(long, value_name = "KB")]
+    pub min_uss_kb: Option<u64>,
+    /// Top-N processes per subgroup
+    #[arg(long, value_name = "N")]
+    pub top_n_subgroup: Option<usize>,
+    /// Top-N processes for the "other" group
+    #[arg(long, value_name = "N")]
+    pub top_n_others: Option<usize>,
+    /// include: export only --search-groups; exclude: never export them
+    #[arg(long, value_enum)]
+    pub search_mode: Option<SearchMode>,
+    /// Groups for --search-mode (comma-separated)
+    #[arg(long, value_name = "GROUPS", value_delimiter = ',')]
+    pub search_groups: Option<Vec<String>>,
+    /// Drop unclassified processes (group "other")
+    #[arg(long)]
+    pub disable_others: bool,
+    /// Keep only group and top-N series, no per-process series
+    #[arg(long)]
+    pub no_per_process_metrics: bool,
+    /// Custom classification rules file (TOML)
+    #[arg(long, value_name = "FILE")]
+    pub subgroups_file: Option<String>,
+    /// Which processes get PSS/USS/swap from smaps_rollup
+    #[arg(long, value_enum)]
+    pub smaps_mode: Option<SmapsMode>,
+    /// Milliseconds per scrape for smaps reads
+    #[arg(long, value_name = "MS")]
+    pub smaps_budget_ms: Option<u64>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -289,6 +321,36 @@ pub fn resolve_config(
     }
     if let Some(v) = cli.parallelism {
         c.parallelism = v;
+    }
+    if let Some(v) = cli.min_uss_kb {
+        c.min_uss_kb = v;
+    }
+    if let Some(v) = cli.top_n_subgroup {
+        c.top_n_subgroup = v;
+    }
+    if let Some(v) = cli.top_n_others {
+        c.top_n_others = v;
+    }
+    if let Some(v) = cli.search_mode {
+        c.search_mode = v;
+    }
+    if let Some(v) = &cli.search_groups {
+        c.search_groups = v.clone();
+    }
+    if cli.disable_others {
+        c.disable_others = true;
+    }
+    if cli.no_per_process_metrics {
+        c.per_process_metrics = false;
+    }
+    if let Some(v) = &cli.subgroups_file {
+        c.subgroups_file = v.clone();
+    }
+    if let Some(v) = cli.smaps_mode {
+        c.smaps_mode = v;
+    }
+    if let Some(v) = cli.smaps_budget_ms {
+        c.smaps_budget_ms = v;
     }
     if let Some(v) = &cli.procfs {
         c.paths.procfs = v.clone();

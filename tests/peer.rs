@@ -41,7 +41,7 @@ fn start_peer() -> Peer {
         .unwrap()
         .port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let child = Command::new(NODE_EXPORTER)
+    let mut child = Command::new(NODE_EXPORTER)
         .args([
             &format!("--web.listen-address={addr}"),
             "--collector.disable-defaults",
@@ -62,6 +62,8 @@ fn start_peer() -> Peer {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("node_exporter did not start on {addr}");
 }
 
@@ -150,7 +152,8 @@ fn overlapping_series_agree_with_node_exporter() {
         "device",
     );
 
-    let one = |s: &Scrape, name: &str| value(s, name, &[]).unwrap_or_else(|| panic!("{name} missing"));
+    let one =
+        |s: &Scrape, name: &str| value(s, name, &[]).unwrap_or_else(|| panic!("{name} missing"));
     let ctxt = one(&theirs, "node_context_switches_total");
     assert!(
         one(&before, "herakles_system_context_switches_total") <= ctxt
@@ -164,7 +167,9 @@ fn overlapping_series_agree_with_node_exporter() {
     // Available memory moves with every allocation on the host; 64 MiB is
     // far above what three scrapes cause and far below a real mismatch.
     let avail = one(&theirs, "node_memory_MemAvailable_bytes");
-    assert!((one(&before, "herakles_system_memory_available_bytes") - avail).abs() < 64.0 * 1048576.0);
+    assert!(
+        (one(&before, "herakles_system_memory_available_bytes") - avail).abs() < 64.0 * 1048576.0
+    );
 
     for (ours_name, their_name) in [
         ("herakles_system_cpu_load_1", "node_load1"),

@@ -1,0 +1,118 @@
+//! The second, budgeted tier: PSS, USS and swap from `smaps_rollup`.
+//!
+//! `stat` is cheap and constant-cost; `smaps_rollup` is neither. The kernel
+//! walks every mapping of the target while holding its mmap lock, so on a
+//! process with a hundred gigabytes mapped one read can take many
+//! milliseconds and briefly stall the target's own page faults and `mmap`
+//! calls. Reading it for every process on every scrape would make the
+//! exporter's cost, and its interference, grow with the host's memory.
+//!
+//! So smaps data is cached per process (keyed by pid and start time) and
+//! refreshed within a per-scrape time budget, stalest first: entries never
+//! read come before old ones, and entries younger than `smaps_max_age_secs`
+//! are not read at all. Whatever does not fit in the budget keeps its older
+//! value, and the exported age says how old it is. `smaps_mode` chooses the
+//! candidates (see `Config::smaps_mode`).
+//!
+//! Kernels before 4.14 have no `smaps_rollup`; there the full `smaps` is
+//! read and summed, which costs more but gives the same numbers.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::parse::{parse_smaps, Smaps};
+use super::snapshot::{gone, read_into, Key};
+
+/// Why a smaps read produced nothing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SmapsFail {
+    /// The process exited: not an error.
+    Gone,
+    /// Permission denied, or a file we do not understand: counted.
+    Unreadable,
+}
+
+/// Read one process's smaps data, preferring `smaps_rollup`.
+pub fn read(procfs: &Path, pid: u32, buf: &mut Vec<u8>) -> Result<Smaps, SmapsFail> {
+    let dir = procfs.join(pid.to_string());
+    let result = match read_into(&dir.join("smaps_rollup"), buf) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir.exists() => {
+            read_into(&dir.join("smaps"), buf)
+        }
+        other => other,
+    };
+    match result {
+        Ok(()) => parse_smaps(buf).ok_or(SmapsFail::Unreadable),
+        Err(e) if gone(&e) => Err(SmapsFail::Gone),
+        Err(_) => Err(SmapsFail::Unreadable),
+    }
+}
+
+/// Cached smaps data per process.
+#[derive(Default)]
+pub struct SmapsCache {
+    entries: HashMap<Key, (Smaps, Instant)>,
+}
+
+/// What one refresh did, for the caller to count.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Refreshed {
+    pub read: usize,
+    pub unreadable: usize,
+    /// Candidates left stale (or unread) because the budget ran out.
+    pub deferred: usize,
+}
+
+impl SmapsCache {
+    /// Refresh `candidates` (pid, start time) within `budget`, stalest first,
+    /// and forget processes that are not in `alive`.
+    pub fn refresh(
+        &mut self,
+        procfs: &Path,
+        candidates: &[Key],
+        alive: &dyn Fn(&Key) -> bool,
+        max_age: Duration,
+        budget: Duration,
+        buf: &mut Vec<u8>,
+    ) -> Refreshed {
+        self.entries.retain(|k, _| alive(k));
+        let now = Instant::now();
+        let mut stale: Vec<(Option<Instant>, Key)> = candidates
+            .iter()
+            .filter_map(|k| match self.entries.get(k) {
+                Some((_, at)) if now.duration_since(*at) < max_age => None,
+                Some((_, at)) => Some((Some(*at), *k)),
+                None => Some((None, *k)),
+            })
+            .collect();
+        // None (never read) sorts before any instant: new processes first.
+        stale.sort_unstable();
+        let mut done = Refreshed::default();
+        let started = Instant::now();
+        for (i, (_, key)) in stale.iter().enumerate() {
+            if started.elapsed() >= budget {
+                done.deferred = stale.len() - i;
+                break;
+            }
+            match read(procfs, key.0, buf) {
+                Ok(s) => {
+                    self.entries.insert(*key, (s, Instant::now()));
+                    done.read += 1;
+                }
+                Err(SmapsFail::Gone) => {
+                    self.entries.remove(key);
+                }
+                Err(SmapsFail::Unreadable) => done.unreadable += 1,
+            }
+        }
+        done
+    }
+
+    /// Cached data and its age.
+    pub fn get(&self, key: &Key, now: Instant) -> Option<(Smaps, Duration)> {
+        self.entries
+            .get(key)
+            .map(|(s, at)| (*s, now.saturating_duration_since(*at)))
+    }
+}
