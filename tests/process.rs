@@ -141,8 +141,8 @@ fn private_memory_shows_in_rss_and_uss() {
     let uss = value_of(&c, "herakles_mem_process_uss_bytes", pid).unwrap();
     assert!(uss <= pss && pss <= rss, "uss {uss} pss {pss} rss {rss}");
     // 64 MiB touched, plus the interpreter (some MiB, mostly private).
-    assert!(uss >= 64.0 * MIB && uss < 90.0 * MIB, "uss {uss}");
-    assert!(rss >= 64.0 * MIB && rss < 100.0 * MIB, "rss {rss}");
+    assert!((64.0 * MIB..90.0 * MIB).contains(&uss), "uss {uss}");
+    assert!((64.0 * MIB..100.0 * MIB).contains(&rss), "rss {rss}");
 }
 
 /// Kills a grandchild (not ours to wait for) when the test ends.
