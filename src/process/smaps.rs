@@ -116,3 +116,65 @@ impl SmapsCache {
             .map(|(s, at)| (*s, now.saturating_duration_since(*at)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    const ROLLUP: &str =
+        "Rss: 8 kB\nPss: 6 kB\nPrivate_Clean: 1 kB\nPrivate_Dirty: 3 kB\nSwap: 2 kB\n";
+
+    #[test]
+    fn falls_back_to_smaps_and_tells_exit_from_denial() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        fs::create_dir_all(p.join("1")).unwrap();
+        fs::write(p.join("1/smaps_rollup"), ROLLUP).unwrap();
+        fs::create_dir_all(p.join("2")).unwrap();
+        fs::write(p.join("2/smaps"), ROLLUP).unwrap();
+        fs::create_dir_all(p.join("3")).unwrap();
+        fs::write(p.join("3/smaps_rollup"), "Rss: many\n").unwrap();
+        let mut buf = Vec::new();
+        let want = Smaps {
+            rss: 8192,
+            pss: 6144,
+            uss: 4096,
+            swap: 2048,
+        };
+        assert_eq!(read(p, 1, &mut buf), Ok(want));
+        assert_eq!(read(p, 2, &mut buf), Ok(want));
+        assert_eq!(read(p, 3, &mut buf), Err(SmapsFail::Unreadable));
+        assert_eq!(read(p, 4, &mut buf), Err(SmapsFail::Gone));
+    }
+
+    #[test]
+    fn zero_budget_defers_everything_and_cache_ages() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("1")).unwrap();
+        fs::write(dir.path().join("1/smaps_rollup"), ROLLUP).unwrap();
+        let mut cache = SmapsCache::default();
+        let mut buf = Vec::new();
+        let keys = [(1, 10)];
+        let alive = |_: &Key| true;
+        let r = cache.refresh(
+            dir.path(),
+            &keys,
+            &alive,
+            Duration::ZERO,
+            Duration::ZERO,
+            &mut buf,
+        );
+        assert_eq!((r.read, r.deferred), (0, 1));
+        let big = Duration::from_secs(60);
+        let r = cache.refresh(dir.path(), &keys, &alive, big, big, &mut buf);
+        assert_eq!(r.read, 1);
+        // Fresh: not read again.
+        let r = cache.refresh(dir.path(), &keys, &alive, big, big, &mut buf);
+        assert_eq!((r.read, r.deferred), (0, 0));
+        assert!(cache.get(&(1, 10), Instant::now()).is_some());
+        // A process that is gone is forgotten.
+        cache.refresh(dir.path(), &[], &|_| false, big, big, &mut buf);
+        assert!(cache.get(&(1, 10), Instant::now()).is_none());
+    }
+}
