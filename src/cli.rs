@@ -203,6 +203,14 @@ pub fn main_with(args: Vec<String>) -> i32 {
         }
     };
 
+    // Classification rules are part of the configuration: a broken rules
+    // file is a usage error (exit 2) that --check-config must report, not a
+    // runtime failure found when the first process collector is built.
+    if let Err(e) = crate::process::load_classifier(&config) {
+        eprintln!("error: classification rules: {e}");
+        return 2;
+    }
+
     if cli.show_user_config {
         return show_user_config(file.as_ref(), cli.config_format);
     }
