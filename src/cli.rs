@@ -145,6 +145,18 @@ pub enum Command {
         #[arg(short = 'o', long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// List the process classification subgroups, or explain one process
+    Subgroups {
+        /// Only this group
+        #[arg(long, value_name = "GROUP")]
+        group: Option<String>,
+        /// Show every rule's patterns and where it is defined
+        #[arg(long)]
+        verbose: bool,
+        /// Explain how a running process (PID) or a process name is classified
+        #[arg(long, value_name = "PID|NAME")]
+        explain: Option<String>,
+    },
     /// Run the collectors once (or N times) and report, without HTTP
     Test {
         /// Iterations
@@ -223,6 +235,11 @@ pub fn main_with(args: Vec<String>) -> i32 {
             print!("{}", collectors_table(&config));
             0
         }
+        Some(Command::Subgroups {
+            group,
+            verbose,
+            explain,
+        }) => subgroups(&config, group.as_deref(), *verbose, explain.as_deref()),
         Some(Command::Check { all, ebpf }) => crate::check::run(&config, *all, *ebpf),
         Some(Command::Test {
             iterations,
@@ -575,11 +592,52 @@ impl Exporter {
             health: self.health.clone(),
             limiter: Arc::new(tokio::sync::Semaphore::new(self.config.max_requests)),
             config: self.config.clone(),
-            subgroups: None,
+            subgroups: subgroups_page(&self.config),
         });
         crate::http::serve(listener, app, shutdown).await;
         Ok(())
     }
+}
+
+/// `subgroups`: the rules the exporter would use with this config.
+fn subgroups(config: &Config, group: Option<&str>, verbose: bool, explain: Option<&str>) -> i32 {
+    let classifier = match crate::process::load_classifier(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: classification rules: {e}");
+            return 2;
+        }
+    };
+    match explain {
+        Some(target) => {
+            match crate::classify::explain_target(&classifier, &config.paths.procfs, target) {
+                Ok(text) => {
+                    print!("{text}");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    1
+                }
+            }
+        }
+        None => {
+            print!(
+                "{}",
+                crate::classify::render_list(&classifier, group, verbose)
+            );
+            0
+        }
+    }
+}
+
+/// The `/subgroups` page: the `subgroups --verbose` table, escaped. Rules
+/// are fixed at start-up, so it is rendered once.
+fn subgroups_page(config: &Config) -> Option<crate::http::SubgroupsPage> {
+    let classifier = crate::process::load_classifier(config).ok()?;
+    let table = crate::classify::render_list(&classifier, None, true);
+    let html = format!("<pre>{}</pre>", crate::util::html_escape(&table));
+    Some(Arc::new(move || html.clone()))
 }
 
 fn run_daemon(config: Config) -> i32 {

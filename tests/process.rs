@@ -241,3 +241,30 @@ fn second_scrape_has_cpu_rates_and_monotonic_group_counters() {
     );
     assert!(b.count("herakles_cpu_process_usage_percent") > 0);
 }
+
+fn exporter_cmd(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_herakles-node-exporter"))
+        .arg("--no-config")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn subgroups_subcommand_lists_and_explains() {
+    let out = exporter_cmd(&["subgroups"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("postgres"));
+    let out = exporter_cmd(&["subgroups", "--explain", "postgres"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("db") && text.contains("postgres"), "{text}");
+}
+
+#[test]
+fn subgroups_page_is_served() {
+    let e = common::Running::start(&[]);
+    let r = e.get("/subgroups");
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("postgres"));
+}

