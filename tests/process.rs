@@ -268,3 +268,32 @@ fn subgroups_page_is_served() {
     assert_eq!(r.status, 200);
     assert!(r.text().contains("postgres"));
 }
+
+#[test]
+fn processes_exiting_during_scans_are_not_errors() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = Arc::new(AtomicBool::new(false));
+    let churn = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = Command::new("true").status();
+            }
+        })
+    };
+    let e = Exporter::new(all_smaps());
+    let mut last = None;
+    for _ in 0..30 {
+        last = Some(e.scrape());
+    }
+    stop.store(true, Ordering::Relaxed);
+    churn.join().unwrap();
+    let c = last.unwrap();
+    for file in ["stat", "cmdline"] {
+        assert_eq!(
+            c.value("herakles_process_read_errors_total", &[("file", file)]),
+            Some(0.0),
+            "{file}"
+        );
+    }
+}

@@ -88,14 +88,6 @@ impl Collector for Process {
             .filter(|p| p.uss().unwrap_or(p.rss) >= s.min_uss)
             .map(|p| (p, p.pid.to_string()))
             .collect();
-        let labels = |p: &process::ProcView, pid: &str| {
-            [
-                ("pid", pid.to_string()),
-                ("name", p.comm.clone()),
-                ("group", p.group.to_string()),
-                ("subgroup", p.subgroup.to_string()),
-            ]
-        };
         type Get = fn(&process::ProcView, f64) -> Option<f64>;
         let families: [(&Desc, Get); 7] = [
             (&RSS, |p, _| Some(p.rss as f64)),
@@ -112,9 +104,13 @@ impl Collector for Process {
             let mut f = out.family(desc);
             for (p, pid) in &shown {
                 if let Some(v) = get(p, tck) {
-                    let l = labels(p, pid);
-                    let l: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                    f.sample(&l, v);
+                    let labels = [
+                        ("pid", pid.as_str()),
+                        ("name", &p.comm),
+                        ("group", &p.group),
+                        ("subgroup", &p.subgroup),
+                    ];
+                    f.sample(&labels, v);
                 }
             }
         }
