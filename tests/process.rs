@@ -297,3 +297,15 @@ fn processes_exiting_during_scans_are_not_errors() {
         );
     }
 }
+
+#[test]
+fn broken_rules_file_is_a_config_error() {
+    let out = exporter_cmd(&[
+        "--check-config",
+        "--subgroups-file",
+        "/nonexistent/rules.toml",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/rules.toml"), "{err}");
+}

@@ -31,8 +31,11 @@ impl Classifier {
         Classifier
     }
 
-    pub fn load(_: &RuleSources) -> Result<Classifier, String> {
-        Ok(Classifier)
+    pub fn load(sources: &RuleSources) -> Result<Classifier, String> {
+        match &sources.explicit {
+            Some(p) if !p.exists() => Err(format!("{}: no such file", p.display())),
+            _ => Ok(Classifier),
+        }
     }
 
     pub fn classify(&self, comm: &str, _exe: &str, _cmdline: &str) -> Classification {
