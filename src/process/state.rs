@@ -247,6 +247,7 @@ impl ProcessTable {
                 if o.group != group || o.subgroup != subgroup {
                     // Reclassified (exec): the old group keeps what it saw.
                     retire(
+                        s,
                         &mut st.exited,
                         o.group.clone(),
                         o.subgroup.clone(),
@@ -260,9 +261,8 @@ impl ProcessTable {
                     }
                 }
             }
-            if !s.exported(&group) {
-                continue;
-            }
+            // Remembered even when not exported, so that filtered processes
+            // are not classified again on every scrape.
             next_seen.insert(
                 key,
                 Seen {
@@ -273,6 +273,9 @@ impl ProcessTable {
                     totals,
                 },
             );
+            if !s.exported(&group) {
+                continue;
+            }
             if !p.kernel_thread {
                 keys.push(key);
             }
@@ -293,7 +296,7 @@ impl ProcessTable {
         }
         // Whatever is left in `seen` exited since the last scrape.
         for (_, o) in st.seen.drain() {
-            retire(&mut st.exited, o.group, o.subgroup, &o.totals);
+            retire(s, &mut st.exited, o.group, o.subgroup, &o.totals);
         }
         st.seen = next_seen;
 
@@ -359,13 +362,18 @@ impl ProcessTable {
     }
 }
 
+/// Carry a departed member's last values into its group's counters, unless
+/// the group is filtered out and so has no counters.
 fn retire(
+    s: &Settings,
     exited: &mut HashMap<(Arc<str>, Arc<str>), Totals>,
     group: Arc<str>,
     subgroup: Arc<str>,
     t: &Totals,
 ) {
-    exited.entry((group, subgroup)).or_default().add(t);
+    if s.exported(&group) {
+        exited.entry((group, subgroup)).or_default().add(t);
+    }
 }
 
 fn aggregate(procs: &[ProcView], exited: &HashMap<(Arc<str>, Arc<str>), Totals>) -> Vec<GroupView> {
