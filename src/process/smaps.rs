@@ -16,6 +16,9 @@
 //!
 //! Kernels before 4.14 have no `smaps_rollup`; there the full `smaps` is
 //! read and summed, which costs more but gives the same numbers.
+//!
+//! Reads run on `parallelism` threads, each taking every n-th key of the
+//! stalest-first list, so a cut-off budget leaves the freshest entries.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -49,6 +52,22 @@ pub fn read(procfs: &Path, pid: u32, buf: &mut Vec<u8>) -> Result<Smaps, SmapsFa
     }
 }
 
+/// How much one refresh may do.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Entries younger than this are not read again.
+    pub max_age: Duration,
+    /// Wall time for the whole refresh.
+    pub budget: Duration,
+    /// Threads reading in parallel.
+    pub workers: usize,
+    /// Initial read buffer per thread.
+    pub buffer_bytes: usize,
+}
+
+/// What a refresh thread read, and how many keys it left for later.
+type WorkerResult = (Vec<(Key, Result<Smaps, SmapsFail>)>, usize);
+
 /// Cached smaps data per process.
 #[derive(Default)]
 pub struct SmapsCache {
@@ -65,17 +84,21 @@ pub struct Refreshed {
 }
 
 impl SmapsCache {
-    /// Refresh `candidates` (pid, start time) within `budget`, stalest first,
-    /// and forget processes that are not in `alive`.
+    /// Refresh `candidates` (pid, start time) within the limits, stalest
+    /// first, and forget processes that are not in `alive`.
     pub fn refresh(
         &mut self,
         procfs: &Path,
         candidates: &[Key],
         alive: &dyn Fn(&Key) -> bool,
-        max_age: Duration,
-        budget: Duration,
-        buf: &mut Vec<u8>,
+        limits: Limits,
     ) -> Refreshed {
+        let Limits {
+            max_age,
+            budget,
+            workers,
+            buffer_bytes,
+        } = limits;
         self.entries.retain(|k, _| alive(k));
         let now = Instant::now();
         let mut stale: Vec<(Option<Instant>, Key)> = candidates
@@ -88,22 +111,46 @@ impl SmapsCache {
             .collect();
         // None (never read) sorts before any instant: new processes first.
         stale.sort_unstable();
-        let mut done = Refreshed::default();
+        let keys: Vec<Key> = stale.into_iter().map(|(_, k)| k).collect();
+        let workers = workers.clamp(1, keys.len().max(1));
         let started = Instant::now();
-        for (i, (_, key)) in stale.iter().enumerate() {
-            if started.elapsed() >= budget {
-                done.deferred = stale.len() - i;
-                break;
-            }
-            match read(procfs, key.0, buf) {
-                Ok(s) => {
-                    self.entries.insert(*key, (s, Instant::now()));
-                    done.read += 1;
+        // Worker w takes keys w, w + workers, ...: each works stalest first,
+        // so the budget cuts off the freshest entries whichever stops first.
+        let results: Vec<WorkerResult> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|w| {
+                    let keys = &keys;
+                    scope.spawn(move || {
+                        let mut buf = Vec::with_capacity(buffer_bytes);
+                        let mine: Vec<&Key> = keys.iter().skip(w).step_by(workers).collect();
+                        let mut out = Vec::with_capacity(mine.len());
+                        for (i, key) in mine.iter().enumerate() {
+                            if started.elapsed() >= budget {
+                                return (out, mine.len() - i);
+                            }
+                            out.push((**key, read(procfs, key.0, &mut buf)));
+                        }
+                        (out, 0)
+                    })
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        let mut done = Refreshed::default();
+        let read_at = Instant::now();
+        for (out, deferred) in results {
+            done.deferred += deferred;
+            for (key, result) in out {
+                match result {
+                    Ok(s) => {
+                        self.entries.insert(key, (s, read_at));
+                        done.read += 1;
+                    }
+                    Err(SmapsFail::Gone) => {
+                        self.entries.remove(&key);
+                    }
+                    Err(SmapsFail::Unreadable) => done.unreadable += 1,
                 }
-                Err(SmapsFail::Gone) => {
-                    self.entries.remove(key);
-                }
-                Err(SmapsFail::Unreadable) => done.unreadable += 1,
             }
         }
         done
@@ -148,33 +195,39 @@ mod tests {
         assert_eq!(read(p, 4, &mut buf), Err(SmapsFail::Gone));
     }
 
+    fn limits(max_age: Duration, budget: Duration) -> Limits {
+        Limits {
+            max_age,
+            budget,
+            workers: 2,
+            buffer_bytes: 64,
+        }
+    }
+
     #[test]
     fn zero_budget_defers_everything_and_cache_ages() {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir_all(dir.path().join("1")).unwrap();
         fs::write(dir.path().join("1/smaps_rollup"), ROLLUP).unwrap();
         let mut cache = SmapsCache::default();
-        let mut buf = Vec::new();
         let keys = [(1, 10)];
         let alive = |_: &Key| true;
         let r = cache.refresh(
             dir.path(),
             &keys,
             &alive,
-            Duration::ZERO,
-            Duration::ZERO,
-            &mut buf,
+            limits(Duration::ZERO, Duration::ZERO),
         );
         assert_eq!((r.read, r.deferred), (0, 1));
         let big = Duration::from_secs(60);
-        let r = cache.refresh(dir.path(), &keys, &alive, big, big, &mut buf);
+        let r = cache.refresh(dir.path(), &keys, &alive, limits(big, big));
         assert_eq!(r.read, 1);
         // Fresh: not read again.
-        let r = cache.refresh(dir.path(), &keys, &alive, big, big, &mut buf);
+        let r = cache.refresh(dir.path(), &keys, &alive, limits(big, big));
         assert_eq!((r.read, r.deferred), (0, 0));
         assert!(cache.get(&(1, 10), Instant::now()).is_some());
         // A process that is gone is forgotten.
-        cache.refresh(dir.path(), &[], &|_| false, big, big, &mut buf);
+        cache.refresh(dir.path(), &[], &|_| false, limits(big, big));
         assert!(cache.get(&(1, 10), Instant::now()).is_none());
     }
 }

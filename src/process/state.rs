@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use herakles_core::ScrapeContext;
 
 use super::parse::{Io, Smaps};
-use super::smaps::{Refreshed, SmapsCache};
+use super::smaps::{Limits, Refreshed, SmapsCache};
 use super::snapshot::{scan, FileKind, Host, Key, ReadErrors};
 use crate::classify::{Classifier, OTHER_GROUP};
 use crate::config::{Config, SearchMode, SmapsMode};
@@ -179,7 +179,6 @@ struct State {
     seen: HashMap<Key, Seen>,
     last: Option<Instant>,
     smaps: SmapsCache,
-    smaps_buf: Vec<u8>,
     exited: HashMap<(Arc<str>, Arc<str>), Totals>,
     errors: ReadErrors,
 }
@@ -306,17 +305,17 @@ impl ProcessTable {
                 SmapsMode::All => keys,
                 _ => self.smaps_candidates(&procs),
             };
-            if st.smaps_buf.capacity() < s.smaps_buffer {
-                st.smaps_buf.reserve(s.smaps_buffer);
-            }
             let alive: HashSet<Key> = procs.iter().map(|(k, _)| *k).collect();
             refreshed = st.smaps.refresh(
                 procfs,
                 &candidates,
                 &|k| alive.contains(k),
-                s.smaps_max_age,
-                s.smaps_budget,
-                &mut st.smaps_buf,
+                Limits {
+                    max_age: s.smaps_max_age,
+                    budget: s.smaps_budget,
+                    workers: s.workers,
+                    buffer_bytes: s.smaps_buffer,
+                },
             );
             st.errors.0[FileKind::Smaps as usize] += refreshed.unreadable as u64;
             let now = Instant::now();
