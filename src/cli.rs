@@ -11,7 +11,9 @@ use std::time::Duration;
 use clap::{Arg, ArgAction, CommandFactory, FromArgMatches, Parser, Subcommand};
 use herakles_core::{registrations, BuildContext, Collector};
 
-use crate::config::{self, Config, ConfigError, Format, LoadedFile, LogFormat, LogLevel};
+use crate::config::{
+    self, Config, ConfigError, Format, LoadedFile, LogFormat, LogLevel, SearchMode, SmapsMode,
+};
 use crate::health::Health;
 use crate::scrape::Scraper;
 
@@ -84,6 +86,36 @@ pub struct Cli {
     /// TLS private key (PEM)
     #[arg(long, value_name = "FILE")]
     pub tls_key: Option<String>,
+    /// Per-process series only for USS >= KB
+    #[arg(long, value_name = "KB")]
+    pub min_uss_kb: Option<u64>,
+    /// Top-N processes per subgroup
+    #[arg(long, value_name = "N")]
+    pub top_n_subgroup: Option<usize>,
+    /// Top-N processes for the "other" group
+    #[arg(long, value_name = "N")]
+    pub top_n_others: Option<usize>,
+    /// include: export only --search-groups; exclude: never export them
+    #[arg(long, value_enum)]
+    pub search_mode: Option<SearchMode>,
+    /// Groups for --search-mode (comma-separated)
+    #[arg(long, value_name = "GROUPS", value_delimiter = ',')]
+    pub search_groups: Option<Vec<String>>,
+    /// Drop unclassified processes (group "other")
+    #[arg(long)]
+    pub disable_others: bool,
+    /// Keep only group and top-N series, no per-process series
+    #[arg(long)]
+    pub no_per_process_metrics: bool,
+    /// Custom classification rules file (TOML)
+    #[arg(long, value_name = "FILE")]
+    pub subgroups_file: Option<String>,
+    /// Which processes get PSS/USS/swap from smaps_rollup
+    #[arg(long, value_enum)]
+    pub smaps_mode: Option<SmapsMode>,
+    /// Milliseconds per scrape for smaps reads
+    #[arg(long, value_name = "MS")]
+    pub smaps_budget_ms: Option<u64>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -112,6 +144,18 @@ pub enum Command {
         /// Output file (default: standard output)
         #[arg(short = 'o', long, value_name = "FILE")]
         output: Option<PathBuf>,
+    },
+    /// List the process classification subgroups, or explain one process
+    Subgroups {
+        /// Only this group
+        #[arg(long, value_name = "GROUP")]
+        group: Option<String>,
+        /// Show every rule's patterns and where it is defined
+        #[arg(long)]
+        verbose: bool,
+        /// Explain how a running process (PID) or a process name is classified
+        #[arg(long, value_name = "PID|NAME")]
+        explain: Option<String>,
     },
     /// Run the collectors once (or N times) and report, without HTTP
     Test {
@@ -171,6 +215,14 @@ pub fn main_with(args: Vec<String>) -> i32 {
         }
     };
 
+    // Classification rules are part of the configuration: a broken rules
+    // file is a usage error (exit 2) that --check-config must report, not a
+    // runtime failure found when the first process collector is built.
+    if let Err(e) = crate::process::load_classifier(&config) {
+        eprintln!("error: classification rules: {e}");
+        return 2;
+    }
+
     if cli.show_user_config {
         return show_user_config(file.as_ref(), cli.config_format);
     }
@@ -183,6 +235,11 @@ pub fn main_with(args: Vec<String>) -> i32 {
             print!("{}", collectors_table(&config));
             0
         }
+        Some(Command::Subgroups {
+            group,
+            verbose,
+            explain,
+        }) => subgroups(&config, group.as_deref(), *verbose, explain.as_deref()),
         Some(Command::Check { all, ebpf }) => crate::check::run(&config, *all, *ebpf),
         Some(Command::Test {
             iterations,
@@ -289,6 +346,36 @@ pub fn resolve_config(
     }
     if let Some(v) = cli.parallelism {
         c.parallelism = v;
+    }
+    if let Some(v) = cli.min_uss_kb {
+        c.min_uss_kb = v;
+    }
+    if let Some(v) = cli.top_n_subgroup {
+        c.top_n_subgroup = v;
+    }
+    if let Some(v) = cli.top_n_others {
+        c.top_n_others = v;
+    }
+    if let Some(v) = cli.search_mode {
+        c.search_mode = v;
+    }
+    if let Some(v) = &cli.search_groups {
+        c.search_groups = v.clone();
+    }
+    if cli.disable_others {
+        c.disable_others = true;
+    }
+    if cli.no_per_process_metrics {
+        c.per_process_metrics = false;
+    }
+    if let Some(v) = &cli.subgroups_file {
+        c.subgroups_file = v.clone();
+    }
+    if let Some(v) = cli.smaps_mode {
+        c.smaps_mode = v;
+    }
+    if let Some(v) = cli.smaps_budget_ms {
+        c.smaps_budget_ms = v;
     }
     if let Some(v) = &cli.procfs {
         c.paths.procfs = v.clone();
@@ -505,11 +592,52 @@ impl Exporter {
             health: self.health.clone(),
             limiter: Arc::new(tokio::sync::Semaphore::new(self.config.max_requests)),
             config: self.config.clone(),
-            subgroups: None,
+            subgroups: subgroups_page(&self.config),
         });
         crate::http::serve(listener, app, shutdown).await;
         Ok(())
     }
+}
+
+/// `subgroups`: the rules the exporter would use with this config.
+fn subgroups(config: &Config, group: Option<&str>, verbose: bool, explain: Option<&str>) -> i32 {
+    let classifier = match crate::process::load_classifier(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: classification rules: {e}");
+            return 2;
+        }
+    };
+    match explain {
+        Some(target) => {
+            match crate::classify::explain_target(&classifier, &config.paths.procfs, target) {
+                Ok(text) => {
+                    print!("{text}");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    1
+                }
+            }
+        }
+        None => {
+            print!(
+                "{}",
+                crate::classify::render_list(&classifier, group, verbose)
+            );
+            0
+        }
+    }
+}
+
+/// The `/subgroups` page: the `subgroups --verbose` table, escaped. Rules
+/// are fixed at start-up, so it is rendered once.
+fn subgroups_page(config: &Config) -> Option<crate::http::SubgroupsPage> {
+    let classifier = crate::process::load_classifier(config).ok()?;
+    let table = crate::classify::render_list(&classifier, None, true);
+    let html = format!("<pre>{}</pre>", crate::util::html_escape(&table));
+    Some(Arc::new(move || html.clone()))
 }
 
 fn run_daemon(config: Config) -> i32 {

@@ -15,5 +15,6 @@ pub mod config;
 pub mod health;
 pub mod http;
 pub mod logging;
+pub mod process;
 pub mod scrape;
 pub mod util;

@@ -12,5 +12,8 @@ pub mod kernel;
 pub mod loadavg;
 pub mod memory;
 pub mod netdev;
+pub mod process;
+pub mod process_groups;
+pub mod process_top;
 pub mod tcp;
 pub mod thermal;

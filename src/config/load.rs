@@ -381,6 +381,32 @@ mod tests {
     }
 
     #[test]
+    fn process_keys_parse_and_validate() {
+        let text = "min_uss_kb: 1024\ntop_n_subgroup: 5\ntop_n_others: 20\nsearch_mode: exclude\nsearch_groups: [db, web]\ndisable_others: true\nper_process_metrics: false\nsmaps_mode: all\nsmaps_budget_ms: 50\nio_buffer_kb: 256\nsmaps_buffer_kb: 512\n";
+        let c = parse_str(text, Format::Yaml, None).unwrap();
+        assert_eq!(
+            (c.min_uss_kb, c.top_n_subgroup, c.top_n_others),
+            (1024, 5, 20)
+        );
+        assert_eq!(c.search_mode, crate::config::SearchMode::Exclude);
+        assert_eq!(c.search_groups, ["db", "web"]);
+        assert!(c.disable_others && !c.per_process_metrics);
+        assert_eq!(c.smaps_mode, crate::config::SmapsMode::All);
+        assert!(err("smaps_mode: some\n", Format::Yaml)
+            .message
+            .contains("smaps_mode"));
+        assert!(err("io_buffer_kb: 0\n", Format::Yaml)
+            .message
+            .contains("io_buffer_kb"));
+        assert!(err("smaps_budget_ms: 0\n", Format::Yaml)
+            .message
+            .contains("smaps_budget_ms"));
+        assert!(err("search_groups: ['']\n", Format::Yaml)
+            .message
+            .contains("search_groups"));
+    }
+
+    #[test]
     fn yaml_unknown_key_points_at_its_line_with_suggestion() {
         let e = err("port: 9300\ncache_tll: 5\n", Format::Yaml);
         assert_eq!(e.line, Some(2), "{e}");

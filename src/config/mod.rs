@@ -55,6 +55,46 @@ pub struct Config {
     /// Roots of the filesystems collectors read, for running in a container
     /// with the host's trees mounted elsewhere.
     pub paths: PathsConfig,
+    /// Per-process series only for processes whose USS is at least this many
+    /// KiB (RSS stands in while USS is unknown: USS never exceeds it).
+    /// Group and top-N series count every process regardless.
+    pub min_uss_kb: u64,
+    /// Processes ranked per subgroup in the herakles_*_top_process_* series.
+    pub top_n_subgroup: usize,
+    /// Like top_n_subgroup, for the catch-all "other" group, which gathers
+    /// unrelated processes and so deserves a longer list.
+    pub top_n_others: usize,
+    /// Processes ranked host-wide in the herakles_top_* series.
+    pub top_n: usize,
+    /// Whether search_groups lists the only groups exported (include) or
+    /// groups never exported (exclude).
+    pub search_mode: SearchMode,
+    /// Groups for search_mode. Empty with include means every group.
+    pub search_groups: Vec<String>,
+    /// Drop processes no rule matches (group "other") from every series.
+    pub disable_others: bool,
+    /// Export per-process series. False keeps only group and top-N series,
+    /// bounding cardinality by the number of subgroups, not processes.
+    pub per_process_metrics: bool,
+    /// Custom classification rules (TOML), on top of the built-in ones.
+    /// Empty: only ./subgroups.toml and /etc/herakles/subgroups.toml, if
+    /// present.
+    pub subgroups_file: String,
+    /// Which processes get PSS, USS and swap from smaps_rollup, which takes
+    /// each target's memory-map lock: all, top (top-N members, processes over
+    /// smaps_min_rss_kb, members of search_groups) or off.
+    pub smaps_mode: SmapsMode,
+    /// With smaps_mode top, processes with at least this RSS (KiB) are read.
+    pub smaps_min_rss_kb: u64,
+    /// Milliseconds per scrape spent refreshing smaps data, stalest first;
+    /// what does not fit keeps its older value (see the age metric).
+    pub smaps_budget_ms: u64,
+    /// Seconds a process's smaps data is reused before it is read again.
+    pub smaps_max_age_secs: u64,
+    /// Initial read buffer (KiB) per scan thread for stat, cmdline and io.
+    pub io_buffer_kb: usize,
+    /// Initial read buffer (KiB) for smaps files, which grow with mappings.
+    pub smaps_buffer_kb: usize,
     /// Per-collector sections: `enabled` plus the collector's own keys.
     #[schemars(skip)]
     pub collectors: Collectors,
@@ -76,6 +116,21 @@ impl Default for Config {
             tls_cert_path: String::new(),
             tls_key_path: String::new(),
             paths: PathsConfig::default(),
+            min_uss_kb: 0,
+            top_n_subgroup: 3,
+            top_n_others: 10,
+            top_n: 3,
+            search_mode: SearchMode::Include,
+            search_groups: Vec::new(),
+            disable_others: false,
+            per_process_metrics: true,
+            subgroups_file: String::new(),
+            smaps_mode: SmapsMode::Top,
+            smaps_min_rss_kb: 100 * 1024,
+            smaps_budget_ms: 200,
+            smaps_max_age_secs: 60,
+            io_buffer_kb: 16,
+            smaps_buffer_kb: 64,
             collectors: Collectors::default(),
         }
     }
@@ -142,6 +197,25 @@ impl LogLevel {
     Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, clap::ValueEnum,
 )]
 #[serde(rename_all = "lowercase")]
+pub enum SearchMode {
+    Include,
+    Exclude,
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum SmapsMode {
+    All,
+    Top,
+    Off,
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
@@ -164,6 +238,24 @@ impl Config {
         }
         if self.enable_tls && (self.tls_cert_path.is_empty() || self.tls_key_path.is_empty()) {
             return Err("enable_tls: needs both tls_cert_path and tls_key_path".into());
+        }
+        if self.io_buffer_kb == 0 || self.io_buffer_kb > 64 * 1024 {
+            return Err(format!(
+                "io_buffer_kb: must be 1..=65536, got {}",
+                self.io_buffer_kb
+            ));
+        }
+        if self.smaps_buffer_kb == 0 || self.smaps_buffer_kb > 64 * 1024 {
+            return Err(format!(
+                "smaps_buffer_kb: must be 1..=65536, got {}",
+                self.smaps_buffer_kb
+            ));
+        }
+        if self.smaps_mode != SmapsMode::Off && self.smaps_budget_ms == 0 {
+            return Err("smaps_budget_ms: must be at least 1 unless smaps_mode is off".into());
+        }
+        if let Some(g) = self.search_groups.iter().find(|g| g.trim().is_empty()) {
+            return Err(format!("search_groups: empty group name {g:?}"));
         }
         Ok(())
     }

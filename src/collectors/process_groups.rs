@@ -1,0 +1,140 @@
+//! Per (group, subgroup) aggregates of the process table.
+//!
+//! These series are bounded by the classification rules, not by the number
+//! of processes, so they stay on when per-process series are turned off.
+//!
+//! Counters (`*_total`) include the last values of members that exited, so
+//! they never go down (see `process::state`). Gauges cover live members
+//! only, and a subgroup with none has no gauges. PSS and swap sum the
+//! members whose smaps data is known: with `smaps_mode: top` that is the
+//! large processes, which hold most of the memory but not all of it.
+//!
+//! `herakles_group_cpu_usage_ratio` is a share of the whole machine (CPU
+//! seconds per wall second, divided by online CPUs), so 1.0 means every CPU
+//! busy with this subgroup.
+
+use std::sync::Arc;
+
+use herakles_core::{
+    inventory, BuildCollector, BuildContext, Collector, Desc, MetricSink, NoConfig, Registration,
+    Result, ScrapeContext,
+};
+
+use crate::process::{self, GroupView, ProcessTable};
+
+const RSS: Desc = Desc::gauge(
+    "herakles_group_memory_rss_bytes",
+    "Sum of the RSS of the subgroup's processes.",
+);
+const PSS: Desc = Desc::gauge(
+    "herakles_group_memory_pss_bytes",
+    "Sum of the PSS of the subgroup's processes whose smaps data is known.",
+);
+const SWAP: Desc = Desc::gauge(
+    "herakles_group_memory_swap_bytes",
+    "Sum of the swap of the subgroup's processes whose smaps data is known.",
+);
+const PROCESSES: Desc = Desc::gauge(
+    "herakles_group_processes",
+    "Live processes in the subgroup.",
+);
+const CPU_RATIO: Desc = Desc::gauge(
+    "herakles_group_cpu_usage_ratio",
+    "CPU use of the subgroup since the previous scrape, as a share of all online CPUs.",
+);
+const CPU_SECONDS: Desc = Desc::counter(
+    "herakles_group_cpu_seconds_total",
+    "CPU time of the subgroup's processes, including exited ones.",
+);
+const READ_BYTES: Desc = Desc::counter(
+    "herakles_group_blkio_read_bytes_total",
+    "Bytes the subgroup's processes caused to be read from storage.",
+);
+const WRITE_BYTES: Desc = Desc::counter(
+    "herakles_group_blkio_write_bytes_total",
+    "Bytes the subgroup's processes caused to be written to storage.",
+);
+const READ_CALLS: Desc = Desc::counter(
+    "herakles_group_blkio_read_syscalls_total",
+    "Read system calls of the subgroup's processes.",
+);
+const WRITE_CALLS: Desc = Desc::counter(
+    "herakles_group_blkio_write_syscalls_total",
+    "Write system calls of the subgroup's processes.",
+);
+
+/// See the module documentation.
+pub struct ProcessGroups {
+    table: Arc<ProcessTable>,
+}
+
+impl Collector for ProcessGroups {
+    fn collect(&self, ctx: &ScrapeContext, out: &mut MetricSink) -> Result<()> {
+        let view = self.table.view(ctx);
+        let host = self.table.host;
+        let live: Vec<&GroupView> = view.groups.iter().filter(|g| g.members > 0).collect();
+        type Get = fn(&GroupView, f64) -> f64;
+        let gauges: [(&Desc, Get); 5] = [
+            (&RSS, |g, _| g.rss as f64),
+            (&PSS, |g, _| g.pss as f64),
+            (&SWAP, |g, _| g.swap as f64),
+            (&PROCESSES, |g, _| g.members as f64),
+            (&CPU_RATIO, |g, cpus| g.cpu_rate / cpus),
+        ];
+        for (desc, get) in gauges {
+            let mut f = out.family(desc);
+            for g in &live {
+                f.sample(&labels(g), get(g, host.cpus));
+            }
+        }
+        {
+            let mut f = out.family(&CPU_SECONDS);
+            for g in &view.groups {
+                let [a, b] = labels(g);
+                f.sample(
+                    &[a, b, ("mode", "user")],
+                    g.totals.utime as f64 / host.clk_tck,
+                );
+                f.sample(
+                    &[a, b, ("mode", "system")],
+                    g.totals.stime as f64 / host.clk_tck,
+                );
+            }
+        }
+        let counters: [(&Desc, Get); 4] = [
+            (&READ_BYTES, |g, _| g.totals.io.read_bytes as f64),
+            (&WRITE_BYTES, |g, _| g.totals.io.write_bytes as f64),
+            (&READ_CALLS, |g, _| g.totals.io.syscr as f64),
+            (&WRITE_CALLS, |g, _| g.totals.io.syscw as f64),
+        ];
+        for (desc, get) in counters {
+            let mut f = out.family(desc);
+            for g in &view.groups {
+                f.sample(&labels(g), get(g, 0.0));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn labels(g: &GroupView) -> [(&'static str, &str); 2] {
+    [("group", &g.group), ("subgroup", &g.subgroup)]
+}
+
+impl BuildCollector for ProcessGroups {
+    type Config = NoConfig;
+    fn build(_: NoConfig, ctx: &BuildContext) -> Result<Self> {
+        Ok(ProcessGroups {
+            table: process::table(ctx)?,
+        })
+    }
+}
+
+inventory::submit! {
+    Registration::new::<ProcessGroups>(
+        "process_groups",
+        "Memory, CPU and block I/O per process group and subgroup",
+        true,
+        env!("CARGO_PKG_NAME"),
+    )
+}

@@ -1,0 +1,40 @@
+//! The process table: one scan of `/proc/<pid>` per scrape, classified and
+//! aggregated, shared by the `process`, `process_groups` and `process_top`
+//! collectors. See `docs/process.md` for the costs and trade-offs.
+
+pub mod parse;
+pub mod smaps;
+pub mod snapshot;
+pub mod state;
+
+use std::sync::Arc;
+
+use herakles_core::{BuildContext, Error, Result};
+
+use crate::classify::{Classifier, RuleSources};
+use crate::config::Config;
+pub use state::{GroupView, ProcView, ProcessTable, Settings, View};
+
+/// Load the classification rules `config` names: the built-in ones, the
+/// default locations, and `subgroups_file` when set (which must exist).
+pub fn load_classifier(config: &Config) -> std::result::Result<Classifier, String> {
+    let sources = RuleSources {
+        explicit: (!config.subgroups_file.is_empty()).then(|| config.subgroups_file.clone().into()),
+        search_default_locations: true,
+    };
+    Classifier::load(&sources).map_err(|e| e.to_string())
+}
+
+/// The one [`ProcessTable`] of this exporter, created by the first process
+/// collector built. The classifier is loaded here, once: a rules error fails
+/// the build, which `--check-config` reports and the daemon exits 2 on.
+pub fn table(ctx: &BuildContext) -> Result<Arc<ProcessTable>> {
+    ctx.service(|ctx| {
+        let config = ctx.globals::<Config>().cloned().unwrap_or_default();
+        let classifier = load_classifier(&config).map_err(Error::msg)?;
+        Ok(ProcessTable::new(
+            Settings::from_config(&config),
+            Arc::new(classifier),
+        ))
+    })
+}

@@ -1,0 +1,233 @@
+//! The second, budgeted tier: PSS, USS and swap from `smaps_rollup`.
+//!
+//! `stat` is cheap and constant-cost; `smaps_rollup` is neither. The kernel
+//! walks every mapping of the target while holding its mmap lock, so on a
+//! process with a hundred gigabytes mapped one read can take many
+//! milliseconds and briefly stall the target's own page faults and `mmap`
+//! calls. Reading it for every process on every scrape would make the
+//! exporter's cost, and its interference, grow with the host's memory.
+//!
+//! So smaps data is cached per process (keyed by pid and start time) and
+//! refreshed within a per-scrape time budget, stalest first: entries never
+//! read come before old ones, and entries younger than `smaps_max_age_secs`
+//! are not read at all. Whatever does not fit in the budget keeps its older
+//! value, and the exported age says how old it is. `smaps_mode` chooses the
+//! candidates (see `Config::smaps_mode`).
+//!
+//! Kernels before 4.14 have no `smaps_rollup`; there the full `smaps` is
+//! read and summed, which costs more but gives the same numbers.
+//!
+//! Reads run on `parallelism` threads, each taking every n-th key of the
+//! stalest-first list, so a cut-off budget leaves the freshest entries.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::parse::{parse_smaps, Smaps};
+use super::snapshot::{gone, read_into, Key};
+
+/// Why a smaps read produced nothing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SmapsFail {
+    /// The process exited: not an error.
+    Gone,
+    /// Permission denied, or a file we do not understand: counted.
+    Unreadable,
+}
+
+/// Read one process's smaps data, preferring `smaps_rollup`.
+pub fn read(procfs: &Path, pid: u32, buf: &mut Vec<u8>) -> Result<Smaps, SmapsFail> {
+    let dir = procfs.join(pid.to_string());
+    let result = match read_into(&dir.join("smaps_rollup"), buf) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir.exists() => {
+            read_into(&dir.join("smaps"), buf)
+        }
+        other => other,
+    };
+    match result {
+        Ok(()) => parse_smaps(buf).ok_or(SmapsFail::Unreadable),
+        Err(e) if gone(&e) => Err(SmapsFail::Gone),
+        Err(_) => Err(SmapsFail::Unreadable),
+    }
+}
+
+/// How much one refresh may do.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Entries younger than this are not read again.
+    pub max_age: Duration,
+    /// Wall time for the whole refresh.
+    pub budget: Duration,
+    /// Threads reading in parallel.
+    pub workers: usize,
+    /// Initial read buffer per thread.
+    pub buffer_bytes: usize,
+}
+
+/// What a refresh thread read, and how many keys it left for later.
+type WorkerResult = (Vec<(Key, Result<Smaps, SmapsFail>)>, usize);
+
+/// Cached smaps data per process.
+#[derive(Default)]
+pub struct SmapsCache {
+    entries: HashMap<Key, (Smaps, Instant)>,
+}
+
+/// What one refresh did, for the caller to count.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Refreshed {
+    pub read: usize,
+    pub unreadable: usize,
+    /// Candidates left stale (or unread) because the budget ran out.
+    pub deferred: usize,
+}
+
+impl SmapsCache {
+    /// Refresh `candidates` (pid, start time) within the limits, stalest
+    /// first, and forget processes that are not in `alive`.
+    pub fn refresh(
+        &mut self,
+        procfs: &Path,
+        candidates: &[Key],
+        alive: &dyn Fn(&Key) -> bool,
+        limits: Limits,
+    ) -> Refreshed {
+        let Limits {
+            max_age,
+            budget,
+            workers,
+            buffer_bytes,
+        } = limits;
+        self.entries.retain(|k, _| alive(k));
+        let now = Instant::now();
+        let mut stale: Vec<(Option<Instant>, Key)> = candidates
+            .iter()
+            .filter_map(|k| match self.entries.get(k) {
+                Some((_, at)) if now.duration_since(*at) < max_age => None,
+                Some((_, at)) => Some((Some(*at), *k)),
+                None => Some((None, *k)),
+            })
+            .collect();
+        // None (never read) sorts before any instant: new processes first.
+        stale.sort_unstable();
+        let keys: Vec<Key> = stale.into_iter().map(|(_, k)| k).collect();
+        let workers = workers.clamp(1, keys.len().max(1));
+        let started = Instant::now();
+        // Worker w takes keys w, w + workers, ...: each works stalest first,
+        // so the budget cuts off the freshest entries whichever stops first.
+        let results: Vec<WorkerResult> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|w| {
+                    let keys = &keys;
+                    scope.spawn(move || {
+                        let mut buf = Vec::with_capacity(buffer_bytes);
+                        let mine: Vec<&Key> = keys.iter().skip(w).step_by(workers).collect();
+                        let mut out = Vec::with_capacity(mine.len());
+                        for (i, key) in mine.iter().enumerate() {
+                            if started.elapsed() >= budget {
+                                return (out, mine.len() - i);
+                            }
+                            out.push((**key, read(procfs, key.0, &mut buf)));
+                        }
+                        (out, 0)
+                    })
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        let mut done = Refreshed::default();
+        let read_at = Instant::now();
+        for (out, deferred) in results {
+            done.deferred += deferred;
+            for (key, result) in out {
+                match result {
+                    Ok(s) => {
+                        self.entries.insert(key, (s, read_at));
+                        done.read += 1;
+                    }
+                    Err(SmapsFail::Gone) => {
+                        self.entries.remove(&key);
+                    }
+                    Err(SmapsFail::Unreadable) => done.unreadable += 1,
+                }
+            }
+        }
+        done
+    }
+
+    /// Cached data and its age.
+    pub fn get(&self, key: &Key, now: Instant) -> Option<(Smaps, Duration)> {
+        self.entries
+            .get(key)
+            .map(|(s, at)| (*s, now.saturating_duration_since(*at)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    const ROLLUP: &str =
+        "Rss: 8 kB\nPss: 6 kB\nPrivate_Clean: 1 kB\nPrivate_Dirty: 3 kB\nSwap: 2 kB\n";
+
+    #[test]
+    fn falls_back_to_smaps_and_tells_exit_from_denial() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        fs::create_dir_all(p.join("1")).unwrap();
+        fs::write(p.join("1/smaps_rollup"), ROLLUP).unwrap();
+        fs::create_dir_all(p.join("2")).unwrap();
+        fs::write(p.join("2/smaps"), ROLLUP).unwrap();
+        fs::create_dir_all(p.join("3")).unwrap();
+        fs::write(p.join("3/smaps_rollup"), "Rss: many\n").unwrap();
+        let mut buf = Vec::new();
+        let want = Smaps {
+            rss: 8192,
+            pss: 6144,
+            uss: 4096,
+            swap: 2048,
+        };
+        assert_eq!(read(p, 1, &mut buf), Ok(want));
+        assert_eq!(read(p, 2, &mut buf), Ok(want));
+        assert_eq!(read(p, 3, &mut buf), Err(SmapsFail::Unreadable));
+        assert_eq!(read(p, 4, &mut buf), Err(SmapsFail::Gone));
+    }
+
+    fn limits(max_age: Duration, budget: Duration) -> Limits {
+        Limits {
+            max_age,
+            budget,
+            workers: 2,
+            buffer_bytes: 64,
+        }
+    }
+
+    #[test]
+    fn zero_budget_defers_everything_and_cache_ages() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("1")).unwrap();
+        fs::write(dir.path().join("1/smaps_rollup"), ROLLUP).unwrap();
+        let mut cache = SmapsCache::default();
+        let keys = [(1, 10)];
+        let alive = |_: &Key| true;
+        let r = cache.refresh(
+            dir.path(),
+            &keys,
+            &alive,
+            limits(Duration::ZERO, Duration::ZERO),
+        );
+        assert_eq!((r.read, r.deferred), (0, 1));
+        let big = Duration::from_secs(60);
+        let r = cache.refresh(dir.path(), &keys, &alive, limits(big, big));
+        assert_eq!(r.read, 1);
+        // Fresh: not read again.
+        let r = cache.refresh(dir.path(), &keys, &alive, limits(big, big));
+        assert_eq!((r.read, r.deferred), (0, 0));
+        assert!(cache.get(&(1, 10), Instant::now()).is_some());
+        // A process that is gone is forgotten.
+        cache.refresh(dir.path(), &[], &|_| false, limits(big, big));
+        assert!(cache.get(&(1, 10), Instant::now()).is_none());
+    }
+}
