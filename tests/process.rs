@@ -109,7 +109,13 @@ fn value_of(c: &Collected, metric: &str, pid: u32) -> Option<f64> {
 fn daemons_are_classified_by_comm() {
     let dir = tempfile::tempdir().unwrap();
     let pg = renamed_sleep(dir.path(), "postgres");
+    let web = renamed_sleep(dir.path(), "nginx");
     let c = Exporter::new(Config::default()).scrape();
+    let l = labels_of(&c, "herakles_mem_process_rss_bytes", web.0.id()).expect("nginx exported");
+    assert_eq!(
+        (label(&l, "group"), label(&l, "subgroup")),
+        ("web", "nginx")
+    );
     let l = labels_of(&c, "herakles_mem_process_rss_bytes", pg.0.id()).expect("postgres exported");
     assert_eq!(label(&l, "name"), "postgres");
     assert_eq!(
@@ -308,4 +314,19 @@ fn broken_rules_file_is_a_config_error() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/rules.toml"), "{err}");
+}
+
+#[test]
+fn daemons_are_classified_by_cmdline() {
+    // A JVM-like command line: the comm says nothing, the main class does.
+    let (kid, _) = start_ready(Command::new("bash").args([
+        "-c",
+        "exec -a java python3 -c 'import time; print(\"ready\", flush=True); time.sleep(300)' -cp /opt/kafka/libs kafka.Kafka /etc/kafka/server.properties",
+    ]));
+    let c = Exporter::new(Config::default()).scrape();
+    let l = labels_of(&c, "herakles_mem_process_rss_bytes", kid.0.id()).expect("exported");
+    assert_eq!(
+        (label(&l, "group"), label(&l, "subgroup")),
+        ("messaging", "kafka")
+    );
 }
