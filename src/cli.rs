@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{Arg, ArgAction, CommandFactory, FromArgMatches, Parser, Subcommand};
 use herakles_core::{registrations, BuildContext, Collector};
 
+use crate::classify::Classifier;
 use crate::config::{
     self, Config, ConfigError, Format, LoadedFile, LogFormat, LogLevel, SearchMode, SmapsMode,
 };
@@ -218,10 +219,14 @@ pub fn main_with(args: Vec<String>) -> i32 {
     // Classification rules are part of the configuration: a broken rules
     // file is a usage error (exit 2) that --check-config must report, not a
     // runtime failure found when the first process collector is built.
-    if let Err(e) = crate::process::load_classifier(&config) {
-        eprintln!("error: classification rules: {e}");
-        return 2;
-    }
+    let build_ctx = build_context(&config);
+    let classifier = match crate::process::classifier(&build_ctx) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: classification rules: {e}");
+            return 2;
+        }
+    };
 
     if cli.show_user_config {
         return show_user_config(file.as_ref(), cli.config_format);
@@ -239,14 +244,20 @@ pub fn main_with(args: Vec<String>) -> i32 {
             group,
             verbose,
             explain,
-        }) => subgroups(&config, group.as_deref(), *verbose, explain.as_deref()),
+        }) => subgroups(
+            &config,
+            &classifier,
+            group.as_deref(),
+            *verbose,
+            explain.as_deref(),
+        ),
         Some(Command::Check { all, ebpf }) => crate::check::run(&config, *all, *ebpf),
         Some(Command::Test {
             iterations,
             verbose,
-        }) => run_test(config, *iterations, *verbose),
+        }) => run_test(config, &build_ctx, *iterations, *verbose),
         Some(Command::Config { .. }) => unreachable!("handled above"),
-        None if cli.check_config => match build_collectors(&config) {
+        None if cli.check_config => match build_collectors_in(&build_ctx, &config) {
             Ok(built) => {
                 for (_, c) in &built {
                     c.shutdown();
@@ -259,7 +270,7 @@ pub fn main_with(args: Vec<String>) -> i32 {
                 2
             }
         },
-        None => run_daemon(config),
+        None => run_daemon(config, &build_ctx, &classifier),
     }
 }
 
@@ -512,13 +523,24 @@ fn yes_no(b: bool) -> &'static str {
 
 type Built = Vec<(&'static str, Box<dyn Collector>)>;
 
-/// Build every enabled collector; the error names the collector.
+/// The context collectors are built in; its services (the classifier, the
+/// process table) are shared by everything built from it.
+pub fn build_context(config: &Config) -> BuildContext {
+    BuildContext::new(config.paths.to_paths(), Arc::new(config.clone()))
+}
+
+/// Build every enabled collector in a fresh context; the error names the
+/// collector.
 pub fn build_collectors(config: &Config) -> Result<Built, String> {
-    let ctx = BuildContext::new(config.paths.to_paths(), Arc::new(config.clone()));
+    build_collectors_in(&build_context(config), config)
+}
+
+/// Build every enabled collector in `ctx`; the error names the collector.
+pub fn build_collectors_in(ctx: &BuildContext, config: &Config) -> Result<Built, String> {
     let mut built = Vec::new();
     for section in config.collectors.enabled() {
         let r = section.registration;
-        match r.build(section.config.as_ref(), &ctx) {
+        match r.build(section.config.as_ref(), ctx) {
             Ok(c) => built.push((r.name, c)),
             Err(e) => {
                 for (_, c) in &built {
@@ -548,6 +570,8 @@ pub struct Exporter {
     pub scraper: Arc<Scraper>,
     pub health: Arc<Health>,
     pub config: Arc<Config>,
+    /// The `/subgroups` page, when classification rules were loaded.
+    pub subgroups: Option<crate::http::SubgroupsPage>,
 }
 
 impl Exporter {
@@ -566,7 +590,17 @@ impl Exporter {
             scraper,
             health,
             config: Arc::new(config),
+            subgroups: None,
         }
+    }
+
+    /// Serve `/subgroups` from `classifier`: the `subgroups --verbose` table,
+    /// escaped. Rules are fixed at start-up, so it is rendered once here.
+    pub fn with_subgroups_page(mut self, classifier: &Classifier) -> Exporter {
+        let table = crate::classify::render_list(classifier, None, true);
+        let html = format!("<pre>{}</pre>", crate::util::html_escape(&table));
+        self.subgroups = Some(Arc::new(move || html.clone()));
+        self
     }
 
     /// Bind and serve until `shutdown` resolves. Returns the bound address
@@ -592,7 +626,7 @@ impl Exporter {
             health: self.health.clone(),
             limiter: Arc::new(tokio::sync::Semaphore::new(self.config.max_requests)),
             config: self.config.clone(),
-            subgroups: subgroups_page(&self.config),
+            subgroups: self.subgroups.clone(),
         });
         crate::http::serve(listener, app, shutdown).await;
         Ok(())
@@ -600,17 +634,16 @@ impl Exporter {
 }
 
 /// `subgroups`: the rules the exporter would use with this config.
-fn subgroups(config: &Config, group: Option<&str>, verbose: bool, explain: Option<&str>) -> i32 {
-    let classifier = match crate::process::load_classifier(config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: classification rules: {e}");
-            return 2;
-        }
-    };
+fn subgroups(
+    config: &Config,
+    classifier: &Classifier,
+    group: Option<&str>,
+    verbose: bool,
+    explain: Option<&str>,
+) -> i32 {
     match explain {
         Some(target) => {
-            match crate::classify::explain_target(&classifier, &config.paths.procfs, target) {
+            match crate::classify::explain_target(classifier, &config.paths.procfs, target) {
                 Ok(text) => {
                     print!("{text}");
                     0
@@ -624,29 +657,20 @@ fn subgroups(config: &Config, group: Option<&str>, verbose: bool, explain: Optio
         None => {
             print!(
                 "{}",
-                crate::classify::render_list(&classifier, group, verbose)
+                crate::classify::render_list(classifier, group, verbose)
             );
             0
         }
     }
 }
 
-/// The `/subgroups` page: the `subgroups --verbose` table, escaped. Rules
-/// are fixed at start-up, so it is rendered once.
-fn subgroups_page(config: &Config) -> Option<crate::http::SubgroupsPage> {
-    let classifier = crate::process::load_classifier(config).ok()?;
-    let table = crate::classify::render_list(&classifier, None, true);
-    let html = format!("<pre>{}</pre>", crate::util::html_escape(&table));
-    Some(Arc::new(move || html.clone()))
-}
-
-fn run_daemon(config: Config) -> i32 {
+fn run_daemon(config: Config, ctx: &BuildContext, classifier: &Classifier) -> i32 {
     crate::logging::init(config.log_level, config.log_format);
     if config.enable_tls {
         tracing::error!("TLS is not supported by this build; terminate TLS in a proxy");
         return 2;
     }
-    let collectors = match build_collectors(&config) {
+    let collectors = match build_collectors_in(ctx, &config) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("{e}");
@@ -660,7 +684,7 @@ fn run_daemon(config: Config) -> i32 {
             return 1;
         }
     };
-    let exporter = Exporter::new(config, collectors);
+    let exporter = Exporter::new(config, collectors).with_subgroups_page(classifier);
     let scraper = exporter.scraper.clone();
     let code = rt.block_on(async move {
         let (tx, rx) = tokio::sync::watch::channel(false);
@@ -714,9 +738,9 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
-fn run_test(config: Config, iterations: u32, verbose: bool) -> i32 {
+fn run_test(config: Config, ctx: &BuildContext, iterations: u32, verbose: bool) -> i32 {
     crate::logging::init(config.log_level, config.log_format);
-    let collectors = match build_collectors(&config) {
+    let collectors = match build_collectors_in(ctx, &config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");

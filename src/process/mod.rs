@@ -25,16 +25,25 @@ pub fn load_classifier(config: &Config) -> std::result::Result<Classifier, Strin
     Classifier::load(&sources).map_err(|e| e.to_string())
 }
 
-/// The one [`ProcessTable`] of this exporter, created by the first process
-/// collector built. The classifier is loaded here, once: a rules error fails
-/// the build, which `--check-config` reports and the daemon exits 2 on.
-pub fn table(ctx: &BuildContext) -> Result<Arc<ProcessTable>> {
+/// The one compiled [`Classifier`] of this exporter. Rules are parsed and
+/// compiled once per process: the start-up check, the process table and the
+/// `/subgroups` page all get this same instance.
+pub fn classifier(ctx: &BuildContext) -> Result<Arc<Classifier>> {
     ctx.service(|ctx| {
         let config = ctx.globals::<Config>().cloned().unwrap_or_default();
-        let classifier = load_classifier(&config).map_err(Error::msg)?;
+        load_classifier(&config).map_err(Error::msg)
+    })
+}
+
+/// The one [`ProcessTable`] of this exporter, created by the first process
+/// collector built.
+pub fn table(ctx: &BuildContext) -> Result<Arc<ProcessTable>> {
+    let classifier = classifier(ctx)?;
+    ctx.service(|ctx| {
+        let config = ctx.globals::<Config>().cloned().unwrap_or_default();
         Ok(ProcessTable::new(
             Settings::from_config(&config),
-            Arc::new(classifier),
+            classifier,
         ))
     })
 }
