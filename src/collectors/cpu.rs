@@ -321,16 +321,10 @@ inventory::submit! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collectors::fixture;
     use herakles_core::testing::{collect_once, collect_with, Collected};
     use herakles_core::Paths;
     use proptest::prelude::*;
-
-    fn fixture(name: &str) -> Paths {
-        Paths {
-            procfs: format!("{}/tests/fixtures/{name}/proc", env!("CARGO_MANIFEST_DIR")).into(),
-            ..Paths::default()
-        }
-    }
 
     fn hz() -> f64 {
         ticks_per_second() as f64

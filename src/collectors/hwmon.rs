@@ -374,20 +374,14 @@ inventory::submit! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // In the `hwmon` fixture the chip directories sit under `class/hwmon`
+    // and link to their devices, rather than sitting under the devices as in
+    // real sysfs: the real layout is a symlink loop, which tools walking the
+    // source tree (cargo among them) warn about.
+    use crate::collectors::fixture;
     use herakles_core::testing::{collect_once, Collected};
     use herakles_core::Paths;
     use std::sync::Arc;
-
-    /// In the `hwmon` fixture the chip directories sit under `class/hwmon`
-    /// and link to their devices, rather than sitting under the devices as in
-    /// real sysfs: the real layout is a symlink loop, which tools walking the
-    /// source tree (cargo among them) warn about.
-    fn fixture(name: &str) -> Paths {
-        Paths {
-            sysfs: format!("{}/tests/fixtures/{name}/sys", env!("CARGO_MANIFEST_DIR")).into(),
-            ..Paths::default()
-        }
-    }
 
     fn get(c: &Collected, metric: &str, chip: &str, sensor: &str) -> Option<f64> {
         c.value(metric, &[("chip", chip), ("sensor", sensor)])

@@ -64,14 +64,8 @@ inventory::submit! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collectors::fixture;
     use herakles_core::{testing::collect_once, Paths};
-
-    fn fixture(name: &str) -> Paths {
-        Paths {
-            procfs: format!("{}/tests/fixtures/{name}/proc", env!("CARGO_MANIFEST_DIR")).into(),
-            ..Paths::default()
-        }
-    }
 
     #[test]
     fn exact_values_from_fixture() {

@@ -174,14 +174,8 @@ inventory::submit! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herakles_core::{testing::collect_once, Paths};
-
-    fn fixture(name: &str) -> Paths {
-        Paths {
-            procfs: format!("{}/tests/fixtures/{name}/proc", env!("CARGO_MANIFEST_DIR")).into(),
-            ..Paths::default()
-        }
-    }
+    use crate::collectors::fixture;
+    use herakles_core::testing::collect_once;
 
     #[test]
     fn exact_values_from_fixture() {

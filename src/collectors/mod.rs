@@ -17,3 +17,15 @@ pub mod process_groups;
 pub mod process_top;
 pub mod tcp;
 pub mod thermal;
+
+/// Roots of the fixture tree `tests/fixtures/<name>`: its `proc` and `sys`
+/// directories stand in for `/proc` and `/sys` in collector unit tests.
+#[cfg(test)]
+pub(crate) fn fixture(name: &str) -> herakles_core::Paths {
+    let root = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    herakles_core::Paths {
+        procfs: format!("{root}/proc").into(),
+        sysfs: format!("{root}/sys").into(),
+        ..herakles_core::Paths::default()
+    }
+}

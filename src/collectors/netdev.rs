@@ -156,16 +156,10 @@ inventory::submit! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collectors::fixture;
     use herakles_core::testing::{collect_once, collect_with, Collected};
     use herakles_core::Paths;
     use std::sync::Arc;
-
-    fn fixture(name: &str) -> Paths {
-        Paths {
-            procfs: format!("{}/tests/fixtures/{name}/proc", env!("CARGO_MANIFEST_DIR")).into(),
-            ..Paths::default()
-        }
-    }
 
     fn get(c: &Collected, metric: &str, iface: &str) -> Option<f64> {
         c.value(

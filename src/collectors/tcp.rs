@@ -424,6 +424,7 @@ inventory::submit! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collectors::fixture;
     use herakles_core::testing::{collect_once, Collected};
     use herakles_core::Paths;
     use std::io::Write as _;
@@ -444,13 +445,6 @@ mod tests {
         "listen",
         "closing",
     ];
-
-    fn fixture(name: &str) -> Paths {
-        Paths {
-            procfs: format!("{}/tests/fixtures/{name}/proc", env!("CARGO_MANIFEST_DIR")).into(),
-            ..Paths::default()
-        }
-    }
 
     /// The 11 gauges as (state, value), asserting that each is present once.
     fn states(c: &Collected) -> Vec<(&'static str, f64)> {

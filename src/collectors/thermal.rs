@@ -97,15 +97,9 @@ inventory::submit! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collectors::fixture;
     use herakles_core::testing::{collect_once, Collected};
     use herakles_core::Paths;
-
-    fn fixture(name: &str) -> Paths {
-        Paths {
-            sysfs: format!("{}/tests/fixtures/{name}/sys", env!("CARGO_MANIFEST_DIR")).into(),
-            ..Paths::default()
-        }
-    }
 
     fn temp(c: &Collected, zone: &str, kind: &str) -> Option<f64> {
         c.value(
