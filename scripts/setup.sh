@@ -6,7 +6,15 @@
 #   prometheus-node-exporter                        the peer our values are compared with
 #   ss                        (package iproute2)    cross-checks TCP state counts
 #   curl                                            benchmark and smoke scripts
+#   clang, libelf-dev, zlib1g-dev, pkg-config       build the eBPF programs (feature
+#                                                   `ebpf`, on by default) and the
+#                                                   libbpf that loads them
+#   bpftool                                         tests compare our eBPF inventory
+#                                                   with it (not a build need: the
+#                                                   generated bpf/vmlinux.h is committed)
 set -euo pipefail
+
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
 
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
@@ -14,6 +22,10 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v ss >/dev/null 2>&1 || need+=(iproute2)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
+command -v clang >/dev/null 2>&1 || need+=(clang)
+for pkg in libelf-dev zlib1g-dev pkg-config bpftool; do
+  installed "$pkg" || need+=("$pkg")
+done
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

@@ -108,6 +108,30 @@ pub struct Cli {
     /// Keep only group and top-N series, no per-process series
     #[arg(long)]
     pub no_per_process_metrics: bool,
+    /// Turn the eBPF programs on (enable_ebpf)
+    #[arg(long, overrides_with = "disable_ebpf")]
+    pub enable_ebpf: bool,
+    /// Turn the eBPF programs off (enable_ebpf: false)
+    #[arg(long, overrides_with = "enable_ebpf")]
+    pub disable_ebpf: bool,
+    /// Per-process network I/O from eBPF on
+    #[arg(long, overrides_with = "disable_ebpf_network")]
+    pub enable_ebpf_network: bool,
+    /// Per-process network I/O from eBPF off
+    #[arg(long, overrides_with = "enable_ebpf_network")]
+    pub disable_ebpf_network: bool,
+    /// Per-process block I/O from eBPF on
+    #[arg(long, overrides_with = "disable_ebpf_disk")]
+    pub enable_ebpf_disk: bool,
+    /// Per-process block I/O from eBPF off
+    #[arg(long, overrides_with = "enable_ebpf_disk")]
+    pub disable_ebpf_disk: bool,
+    /// TCP state counts from eBPF state-change events on
+    #[arg(long, overrides_with = "disable_tcp_tracking")]
+    pub enable_tcp_tracking: bool,
+    /// TCP state counts from eBPF off (a netlink dump per scrape instead)
+    #[arg(long, overrides_with = "enable_tcp_tracking")]
+    pub disable_tcp_tracking: bool,
     /// Custom classification rules file (TOML)
     #[arg(long, value_name = "FILE")]
     pub subgroups_file: Option<String>,
@@ -378,6 +402,31 @@ pub fn resolve_config(
     }
     if cli.no_per_process_metrics {
         c.per_process_metrics = false;
+    }
+    for (on, off, key) in [
+        (cli.enable_ebpf, cli.disable_ebpf, &mut c.enable_ebpf),
+        (
+            cli.enable_ebpf_network,
+            cli.disable_ebpf_network,
+            &mut c.enable_ebpf_network,
+        ),
+        (
+            cli.enable_ebpf_disk,
+            cli.disable_ebpf_disk,
+            &mut c.enable_ebpf_disk,
+        ),
+        (
+            cli.enable_tcp_tracking,
+            cli.disable_tcp_tracking,
+            &mut c.enable_tcp_tracking,
+        ),
+    ] {
+        if on {
+            *key = true;
+        }
+        if off {
+            *key = false;
+        }
     }
     if let Some(v) = &cli.subgroups_file {
         c.subgroups_file = v.clone();
@@ -684,7 +733,9 @@ fn run_daemon(config: Config, ctx: &BuildContext, classifier: &Classifier) -> i3
             return 1;
         }
     };
+    let ebpf = crate::ebpf::health_section(ctx, &config);
     let exporter = Exporter::new(config, collectors).with_subgroups_page(classifier);
+    exporter.health.section("ebpf", ebpf);
     let scraper = exporter.scraper.clone();
     let code = rt.block_on(async move {
         let (tx, rx) = tokio::sync::watch::channel(false);

@@ -6,7 +6,7 @@
 //! `last_success` timestamp says whether it has recovered since.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -39,7 +39,12 @@ pub struct Health {
     started: Instant,
     inner: Mutex<Inner>,
     notes: Mutex<BTreeMap<String, String>>,
+    sections: Mutex<Vec<(String, Section)>>,
 }
+
+/// A part of the `/health` document computed when it is served, e.g. the
+/// state of the eBPF programs.
+pub type Section = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
 #[derive(Serialize)]
 struct Report<'a> {
@@ -51,6 +56,8 @@ struct Report<'a> {
     collectors: &'a BTreeMap<&'static str, CollectorHealth>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     notes: &'a BTreeMap<String, String>,
+    #[serde(flatten)]
+    sections: BTreeMap<String, serde_json::Value>,
 }
 
 fn unix(t: SystemTime) -> f64 {
@@ -71,6 +78,7 @@ impl Health {
             started: Instant::now(),
             inner: Mutex::new(inner),
             notes: Mutex::default(),
+            sections: Mutex::default(),
         }
     }
 
@@ -100,6 +108,13 @@ impl Health {
         notes.insert(key.into(), text.into());
     }
 
+    /// Add a top-level key to the report whose value `f` computes each
+    /// time `/health` is served.
+    pub fn section(&self, key: impl Into<String>, f: Section) {
+        let mut sections = self.sections.lock().unwrap_or_else(|e| e.into_inner());
+        sections.push((key.into(), f));
+    }
+
     /// The `/health` JSON document.
     pub fn report_json(&self) -> String {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -116,6 +131,13 @@ impl Health {
             last_scrape_duration_seconds: inner.last_scrape_duration,
             collectors: &inner.collectors,
             notes: &notes,
+            sections: self
+                .sections
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(k, f)| (k.clone(), f()))
+                .collect(),
         };
         serde_json::to_string_pretty(&report).unwrap_or_else(|_| "{}".into())
     }

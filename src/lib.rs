@@ -12,6 +12,7 @@ pub use herakles_core as core;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod ebpf;
 pub mod health;
 pub mod http;
 pub mod logging;

@@ -95,6 +95,17 @@ pub struct Config {
     pub io_buffer_kb: usize,
     /// Initial read buffer (KiB) for smaps files, which grow with mappings.
     pub smaps_buffer_kb: usize,
+    /// Master switch for the eBPF programs (per-process network and block
+    /// I/O, TCP state tracking). Off, or unavailable on this host, those
+    /// series are absent and /health says why; everything else still works.
+    pub enable_ebpf: bool,
+    /// Count socket bytes and packets per process (needs enable_ebpf).
+    pub enable_ebpf_network: bool,
+    /// Count block I/O per process and device (needs enable_ebpf).
+    pub enable_ebpf_disk: bool,
+    /// Keep TCP state counts from state-change events instead of a netlink
+    /// dump per scrape (needs enable_ebpf).
+    pub enable_tcp_tracking: bool,
     /// Per-collector sections: `enabled` plus the collector's own keys.
     #[schemars(skip)]
     pub collectors: Collectors,
@@ -131,6 +142,10 @@ impl Default for Config {
             smaps_max_age_secs: 60,
             io_buffer_kb: 16,
             smaps_buffer_kb: 64,
+            enable_ebpf: true,
+            enable_ebpf_network: true,
+            enable_ebpf_disk: true,
+            enable_tcp_tracking: true,
             collectors: Collectors::default(),
         }
     }

@@ -101,13 +101,24 @@ impl BuildContext {
         T: Send + Sync + 'static,
         F: FnOnce(&BuildContext) -> Result<T>,
     {
-        let mut services = self.services.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(existing) = services.get(&TypeId::of::<T>()) {
-            return Ok(Arc::clone(existing)
-                .downcast::<T>()
-                .expect("service map is keyed by TypeId"));
+        let existing = |services: &HashMap<TypeId, Arc<dyn Any + Send + Sync>>| {
+            services.get(&TypeId::of::<T>()).map(|s| {
+                Arc::clone(s)
+                    .downcast::<T>()
+                    .expect("service map is keyed by TypeId")
+            })
+        };
+        if let Some(s) = existing(&self.services.lock().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(s);
         }
-        let created = Arc::new(init(self)?);
+        // `init` runs without the lock so it may ask for other services.
+        // Building is single-threaded, so a second `init` of the same type
+        // cannot race; if one ever did, the first stored instance wins.
+        let created: Arc<T> = Arc::new(init(self)?);
+        let mut services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = existing(&services) {
+            return Ok(s);
+        }
         services.insert(TypeId::of::<T>(), created.clone());
         Ok(created)
     }
