@@ -170,17 +170,18 @@ impl Collector for Tcp {
         if let Some(tracked) = self.tracked(&mut buffers.netlink) {
             emit(&tracked.0, out);
             let c = &tracked.1;
-            let mut f = out.family(&TRANSITIONS);
-            for (i, n) in c.transitions.iter().enumerate().filter(|(_, n)| **n > 0) {
-                f.sample(
-                    &[
-                        ("from", STATE_NAMES[i / NSTATES]),
-                        ("to", STATE_NAMES[i % NSTATES]),
-                    ],
-                    *n as f64,
-                );
+            {
+                let mut f = out.family(&TRANSITIONS);
+                for (i, n) in c.transitions.iter().enumerate().filter(|(_, n)| **n > 0) {
+                    f.sample(
+                        &[
+                            ("from", STATE_NAMES[i / NSTATES]),
+                            ("to", STATE_NAMES[i % NSTATES]),
+                        ],
+                        *n as f64,
+                    );
+                }
             }
-            drop(f);
             out.single(&UNATTRIBUTED, c.connections_lost as f64);
             return Ok(());
         }
