@@ -13,14 +13,17 @@
 //! seconds per wall second, divided by online CPUs), so 1.0 means every CPU
 //! busy with this subgroup.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use herakles_core::{
     inventory, BuildCollector, BuildContext, Collector, Desc, MetricSink, NoConfig, Registration,
     Result, ScrapeContext,
 };
 
-use crate::process::{self, GroupView, ProcessTable};
+use crate::classify::Classifier;
+use crate::ebpf::tcp_state::{Owner, TcpState};
+use crate::process::{self, GroupView, ProcessTable, View};
 
 const RSS: Desc = Desc::gauge(
     "herakles_group_memory_rss_bytes",
@@ -63,9 +66,16 @@ const WRITE_CALLS: Desc = Desc::counter(
     "Write system calls of the subgroup's processes.",
 );
 
+const NET_CONNECTIONS: Desc = Desc::counter(
+    "herakles_group_net_connections_total",
+    "TCP connections established by the subgroup's processes since the exporter started (eBPF, enable_tcp_tracking).",
+);
+
 /// See the module documentation.
 pub struct ProcessGroups {
     table: Arc<ProcessTable>,
+    /// Present when TCP state tracking runs.
+    connections: Option<Connections>,
 }
 
 impl Collector for ProcessGroups {
@@ -113,7 +123,109 @@ impl Collector for ProcessGroups {
                 f.sample(&labels(g), get(g, 0.0));
             }
         }
+        if let Some(c) = &self.connections {
+            c.collect(ctx, &self.table, &view, out);
+        }
         Ok(())
+    }
+
+    fn shutdown(&self) {
+        if let Some(c) = &self.connections {
+            c.tracking.shutdown();
+        }
+    }
+}
+
+/// `herakles_group_net_connections_total`: the eBPF program counts
+/// connections per process (pid and start time); here they are credited to
+/// the process's subgroup.
+///
+/// A process is placed by the process table when this scrape's view has it,
+/// else by where an earlier scrape saw it, else (it lived and died between
+/// two scrapes) by classifying the command name the program recorded, the
+/// only thing left of it (as exe name and command line too); rules that
+/// need the real exe or arguments then miss it.
+/// Totals keep what exited processes contributed, so the counter never
+/// decreases. Only TCP is counted: no hook that exists here sees UDP
+/// connect() without tracing every system call.
+struct Connections {
+    tracking: Arc<TcpState>,
+    classifier: Arc<Classifier>,
+    state: Mutex<ConnectionState>,
+}
+
+/// (group, subgroup).
+type Subgroup = (Arc<str>, Arc<str>);
+
+#[derive(Default)]
+struct ConnectionState {
+    /// Per process: its count at the last scrape and its subgroup.
+    seen: HashMap<(u32, u64), (u64, Option<Subgroup>)>,
+    totals: HashMap<Subgroup, u64>,
+}
+
+impl Connections {
+    fn collect(
+        &self,
+        ctx: &ScrapeContext,
+        table: &ProcessTable,
+        view: &View,
+        out: &mut MetricSink,
+    ) {
+        let live: HashMap<u32, (&Arc<str>, &Arc<str>)> = view
+            .procs
+            .iter()
+            .map(|p| (p.pid, (&p.group, &p.subgroup)))
+            .collect();
+        let procfs = &ctx.paths().procfs;
+        let alive = |tgid: u32| live.contains_key(&tgid) || procfs.join(tgid.to_string()).exists();
+        let owners = match self.tracking.connections(&alive) {
+            Some(Ok(o)) => o,
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "reading per-process TCP connections");
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let st = &mut *st;
+        for (owner, count) in owners {
+            let Owner {
+                tgid,
+                start_ns,
+                comm,
+            } = owner;
+            let key = (tgid, start_ns);
+            let (last, place) = st.seen.entry(key).or_insert((0, None));
+            // A smaller count is a fresh map entry (the old one was removed).
+            let delta = count.checked_sub(*last).unwrap_or(count);
+            *last = count;
+            if let Some((g, s)) = live.get(&tgid) {
+                *place = Some(((*g).clone(), (*s).clone()));
+            }
+            let (group, subgroup) = place
+                .get_or_insert_with(|| {
+                    // The exe name usually starts as the comm does.
+                    let c = self.classifier.classify(&comm, &comm, &comm);
+                    (c.group, c.subgroup)
+                })
+                .clone();
+            if !alive(tgid) {
+                st.seen.remove(&key);
+            }
+            if delta > 0 && table.settings.exported(&group) {
+                *st.totals.entry((group, subgroup)).or_default() += delta;
+            }
+        }
+        let mut rows: Vec<_> = st.totals.iter().collect();
+        rows.sort();
+        let mut f = out.family(&NET_CONNECTIONS);
+        for ((group, subgroup), n) in rows {
+            f.sample(
+                &[("group", group), ("subgroup", subgroup), ("proto", "tcp")],
+                *n as f64,
+            );
+        }
     }
 }
 
@@ -124,8 +236,19 @@ fn labels(g: &GroupView) -> [(&'static str, &str); 2] {
 impl BuildCollector for ProcessGroups {
     type Config = NoConfig;
     fn build(_: NoConfig, ctx: &BuildContext) -> Result<Self> {
+        let connections = Some(TcpState::get(ctx))
+            .filter(|t| t.active())
+            .map(|tracking| -> Result<Connections> {
+                Ok(Connections {
+                    tracking,
+                    classifier: process::classifier(ctx)?,
+                    state: Mutex::default(),
+                })
+            })
+            .transpose()?;
         Ok(ProcessGroups {
             table: process::table(ctx)?,
+            connections,
         })
     }
 }

@@ -17,12 +17,20 @@
 //! `--path.procfs` pointing elsewhere than `/proc`: netlink always answers
 //! for the exporter's own network namespace, so it cannot see a fixture tree
 //! or another namespace's `/proc`.
+//!
+//! With eBPF TCP state tracking active (`enable_tcp_tracking`, see
+//! `crate::ebpf::tcp_state` and docs/ebpf-tcp.md), the states whose every
+//! change fires the `inet_sock_set_state` tracepoint come from the
+//! program's counts, and the dump is filtered by the kernel to the states it
+//! cannot track (SYN_RECV, FIN_WAIT2, TIME_WAIT, CLOSE), which makes a
+//! scrape of a host with many connections much cheaper. The tracked scrape
+//! also exports `herakles_system_tcp_transitions_total{from,to}`.
 
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use herakles_core::{
     inventory, BuildCollector, BuildContext, Collector, Desc, Error, MetricSink, Registration,
@@ -32,6 +40,8 @@ use nix::errno::Errno;
 use nix::sys::socket::{self, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::ebpf::tcp_state::{self, TcpState, NSTATES, STATE_NAMES};
 
 /// One gauge per kernel TCP state, indexed by the state number minus one
 /// (`include/net/tcp_states.h`: ESTABLISHED is 1, CLOSING is 11).
@@ -82,6 +92,15 @@ const STATE_DESCS: [Desc; 11] = [
     ),
 ];
 
+const TRANSITIONS: Desc = Desc::counter(
+    "herakles_system_tcp_transitions_total",
+    "TCP state changes the kernel reported since the exporter started (eBPF, enable_tcp_tracking).",
+);
+const UNATTRIBUTED: Desc = Desc::counter(
+    "herakles_system_tcp_connections_unattributed_total",
+    "Established TCP connections not credited to any process group (eBPF map full, or listener unknown).",
+);
+
 const TCP_SYN_RECV: u8 = 3;
 /// The state of request sockets in the kernel's tables. `/proc/net/tcp` and
 /// netlink both report them as SYN_RECV; we fold it there too in case a
@@ -121,6 +140,9 @@ pub struct Tcp {
     /// reallocate them: the netlink receive buffer and the /proc file text.
     buffers: Mutex<Buffers>,
     fallback_logged: AtomicBool,
+    /// The eBPF state counts, when netlink may be used and tracking runs.
+    tracking: Option<Arc<TcpState>>,
+    tracking_error_logged: AtomicBool,
 }
 
 #[derive(Default)]
@@ -153,11 +175,29 @@ impl Counts {
 impl Collector for Tcp {
     fn collect(&self, ctx: &ScrapeContext, out: &mut MetricSink) -> Result<()> {
         let mut buffers = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tracked) = self.tracked(&mut buffers.netlink) {
+            emit(&tracked.0, out);
+            let c = &tracked.1;
+            {
+                let mut f = out.family(&TRANSITIONS);
+                for (i, n) in c.transitions.iter().enumerate().filter(|(_, n)| **n > 0) {
+                    f.sample(
+                        &[
+                            ("from", STATE_NAMES[i / NSTATES]),
+                            ("to", STATE_NAMES[i % NSTATES]),
+                        ],
+                        *n as f64,
+                    );
+                }
+            }
+            out.single(&UNATTRIBUTED, c.connections_lost as f64);
+            return Ok(());
+        }
         let counts = match self.source {
-            Source::Netlink => netlink_counts(&mut buffers.netlink)
+            Source::Netlink => netlink_counts(STATES_MASK, &mut buffers.netlink)
                 .map_err(|e| Error::msg(format!("netlink sock_diag: {e}")))?,
             Source::Procfs => procfs_counts(ctx, &mut buffers.text, out)?,
-            Source::Auto => match netlink_counts(&mut buffers.netlink) {
+            Source::Auto => match netlink_counts(STATES_MASK, &mut buffers.netlink) {
                 Ok(c) => c,
                 Err(e) => {
                     if !self.fallback_logged.swap(true, Ordering::Relaxed) {
@@ -170,13 +210,52 @@ impl Collector for Tcp {
                 }
             },
         };
-        for _ in 0..counts.unknown {
-            out.parse_error();
-        }
-        for (desc, n) in STATE_DESCS.iter().zip(&counts.by_state[1..]) {
-            out.single(desc, *n as f64);
-        }
+        emit(&counts, out);
         Ok(())
+    }
+
+    fn shutdown(&self) {
+        if let Some(t) = &self.tracking {
+            t.shutdown();
+        }
+    }
+}
+
+impl Tcp {
+    /// With tracking: the event-tracked states from the eBPF counts, the
+    /// others from a netlink dump of just those states. `None` when tracking
+    /// is off or this scrape could not use it (the caller then dumps all
+    /// states, so a failing map read costs speed, never correctness).
+    fn tracked(&self, buf: &mut Vec<u8>) -> Option<(Counts, tcp_state::Counts)> {
+        let tracking = self.tracking.as_ref()?;
+        let result = tracking.counts()?.and_then(|c| {
+            let mut counts = netlink_counts(tcp_state::NETLINK_STATES, buf)
+                .map_err(|e| format!("netlink sock_diag: {e}"))?;
+            for s in tcp_state::EVENT_STATES {
+                let s = usize::from(s);
+                // A negative count would mean a missed event; never export it.
+                counts.by_state[s] = c.sockets[s].max(0) as u64;
+            }
+            Ok((counts, c))
+        });
+        match result {
+            Ok(r) => Some(r),
+            Err(e) => {
+                if !self.tracking_error_logged.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "TCP state tracking unreadable; dumping all sockets");
+                }
+                None
+            }
+        }
+    }
+}
+
+fn emit(counts: &Counts, out: &mut MetricSink) {
+    for _ in 0..counts.unknown {
+        out.parse_error();
+    }
+    for (desc, n) in STATE_DESCS.iter().zip(&counts.by_state[1..]) {
+        out.single(desc, *n as f64);
     }
 }
 
@@ -273,9 +352,48 @@ const STATES_MASK: u32 = 0x1ffe;
 /// size can never be too small for one.
 const RECV_BUFFER: usize = 32 * 1024;
 
-/// Count TCP sockets of the current network namespace via
-/// `NETLINK_SOCK_DIAG`, both address families.
-fn netlink_counts(buf: &mut Vec<u8>) -> io::Result<Counts> {
+/// Count TCP sockets in the states of `mask` (bit N = state N) of the
+/// current network namespace via `NETLINK_SOCK_DIAG`, both address families.
+fn netlink_counts(mask: u32, buf: &mut Vec<u8>) -> io::Result<Counts> {
+    let mut counts = Counts::default();
+    netlink_each(mask, buf, &mut |record| match record.get(1) {
+        // inet_diag_msg starts with idiag_family, idiag_state.
+        Some(&state) => counts.add(state),
+        None => counts.unknown += 1,
+    })?;
+    Ok(counts)
+}
+
+/// A socket as the kernel's dump describes it: its state and its cookie
+/// (the number `bpf_get_socket_cookie` gives the same socket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiagSocket {
+    pub state: u8,
+    pub cookie: u64,
+}
+
+/// Every TCP socket in the states of `mask` of the current network
+/// namespace, with its cookie; records too short to hold one are skipped.
+pub fn netlink_sockets(mask: u32, buf: &mut Vec<u8>) -> io::Result<Vec<DiagSocket>> {
+    let mut out = Vec::new();
+    netlink_each(mask, buf, &mut |record| {
+        // inet_diag_msg: family, state, timer, retrans, then inet_diag_sockid
+        // (ports 4, addresses 32, interface 4, cookie as two u32 halves).
+        if let (Some(&state), Some(c)) = (record.get(1), record.get(44..52)) {
+            let lo = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]);
+            let hi = u32::from_ne_bytes([c[4], c[5], c[6], c[7]]);
+            out.push(DiagSocket {
+                state,
+                cookie: u64::from(hi) << 32 | u64::from(lo),
+            });
+        }
+    })?;
+    Ok(out)
+}
+
+/// Dump the TCP sockets in the states of `mask`, IPv4 then IPv6, handing
+/// each `inet_diag_msg` record to `f`.
+fn netlink_each(mask: u32, buf: &mut Vec<u8>, f: &mut dyn FnMut(&[u8])) -> io::Result<()> {
     // A fresh socket per scrape: it costs one syscall, and it belongs to the
     // network namespace of the thread collecting, never to a stale one.
     let fd = socket::socket(
@@ -285,19 +403,24 @@ fn netlink_counts(buf: &mut Vec<u8>) -> io::Result<Counts> {
         SockProtocol::NetlinkSockDiag,
     )?;
     buf.resize(RECV_BUFFER, 0);
-    let mut counts = Counts::default();
-    dump(&fd, libc::AF_INET as u8, 1, buf, &mut counts)?;
-    match dump(&fd, libc::AF_INET6 as u8, 2, buf, &mut counts) {
+    dump(&fd, libc::AF_INET as u8, 1, mask, buf, f)?;
+    match dump(&fd, libc::AF_INET6 as u8, 2, mask, buf, f) {
         // The kernel has no IPv6 (no handler for the family): no v6 sockets.
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-        other => other?,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        other => other,
     }
-    Ok(counts)
 }
 
-/// Send one dump request and count the replies until the kernel's DONE.
-fn dump(fd: &OwnedFd, family: u8, seq: u32, buf: &mut [u8], counts: &mut Counts) -> io::Result<()> {
-    let request = dump_request(family, seq);
+/// Send one dump request and pass the replies to `f` until the kernel's DONE.
+fn dump(
+    fd: &OwnedFd,
+    family: u8,
+    seq: u32,
+    mask: u32,
+    buf: &mut [u8],
+    f: &mut dyn FnMut(&[u8]),
+) -> io::Result<()> {
+    let request = dump_request(family, seq, mask);
     socket::sendto(
         fd.as_raw_fd(),
         &request,
@@ -321,15 +444,16 @@ fn dump(fd: &OwnedFd, family: u8, seq: u32, buf: &mut [u8], counts: &mut Counts)
                 ),
             )
         })?;
-        if count_datagram(datagram, seq, counts)? {
+        if each_record(datagram, seq, f)? {
             return Ok(());
         }
     }
 }
 
-/// `nlmsghdr` + `inet_diag_req_v2` asking for every TCP socket of `family`:
-/// an all-zero socket id matches any address and port.
-fn dump_request(family: u8, seq: u32) -> [u8; REQUEST_LEN] {
+/// `nlmsghdr` + `inet_diag_req_v2` asking for every TCP socket of `family`
+/// in the states of `mask`: an all-zero socket id matches any address and
+/// port.
+fn dump_request(family: u8, seq: u32, mask: u32) -> [u8; REQUEST_LEN] {
     let mut r = [0u8; REQUEST_LEN];
     r[0..4].copy_from_slice(&(REQUEST_LEN as u32).to_ne_bytes());
     r[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
@@ -339,14 +463,15 @@ fn dump_request(family: u8, seq: u32) -> [u8; REQUEST_LEN] {
     r[16] = family;
     r[17] = libc::IPPROTO_TCP as u8;
     // idiag_ext and padding stay 0: no extensions, just the base record.
-    r[20..24].copy_from_slice(&STATES_MASK.to_ne_bytes());
+    r[20..24].copy_from_slice(&mask.to_ne_bytes());
     r
 }
 
-/// Count the `inet_diag_msg` records of one datagram. True once the dump is
-/// complete. Messages of another sequence number are ignored; a malformed
-/// message is an error, since the rest of the datagram cannot be trusted.
-fn count_datagram(mut data: &[u8], seq: u32, counts: &mut Counts) -> io::Result<bool> {
+/// Pass the `inet_diag_msg` records of one datagram to `f`. True once the
+/// dump is complete. Messages of another sequence number are ignored; a
+/// malformed message is an error, since the rest of the datagram cannot be
+/// trusted.
+fn each_record(mut data: &[u8], seq: u32, f: &mut dyn FnMut(&[u8])) -> io::Result<bool> {
     let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("netlink: {what}"));
     while !data.is_empty() {
         let header = data
@@ -360,11 +485,7 @@ fn count_datagram(mut data: &[u8], seq: u32, counts: &mut Counts) -> io::Result<
             .ok_or_else(|| bad("message length out of bounds"))?;
         if msg_seq == seq {
             match kind {
-                SOCK_DIAG_BY_FAMILY => match payload.get(1) {
-                    // inet_diag_msg starts with idiag_family, idiag_state.
-                    Some(&state) => counts.add(state),
-                    None => counts.unknown += 1,
-                },
+                SOCK_DIAG_BY_FAMILY => f(payload),
                 NLMSG_DONE => {
                     // A dump that ended in error carries a negative errno.
                     return match payload.get(..4) {
@@ -404,10 +525,17 @@ impl BuildCollector for Tcp {
             Source::Auto if ctx.paths().procfs != Path::new("/proc") => Source::Procfs,
             s => s,
         };
+        // Tracking answers for our own network namespace, like netlink; a
+        // /proc/net/tcp source (another tree) gets no use from it.
+        let tracking = (source != Source::Procfs)
+            .then(|| TcpState::get(ctx))
+            .filter(|t| t.active());
         Ok(Tcp {
             source,
             buffers: Mutex::default(),
             fallback_logged: AtomicBool::new(false),
+            tracking,
+            tracking_error_logged: AtomicBool::new(false),
         })
     }
 }
@@ -534,6 +662,14 @@ mod tests {
         assert_eq!(counts.by_state[6], 20_000);
         assert_eq!(counts.by_state[10], 20_000);
         assert_eq!(out.parse_errors(), 0);
+    }
+
+    /// One datagram counted the way `netlink_counts` counts it.
+    fn count_datagram(data: &[u8], seq: u32, counts: &mut Counts) -> io::Result<bool> {
+        each_record(data, seq, &mut |r| match r.get(1) {
+            Some(&state) => counts.add(state),
+            None => counts.unknown += 1,
+        })
     }
 
     fn message(kind: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
