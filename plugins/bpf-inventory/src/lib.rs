@@ -179,6 +179,11 @@ fn walk_kind<T>(
     while let Some(next) = sys::next_id(kind, id)
         .map_err(|e| herakles_core::Error::msg(format!("listing eBPF {}s: {e}", kind.label())))?
     {
+        // Ids only grow; a kernel that wrapped around (asking past u32::MAX
+        // restarts at the first id) must not make the walk endless.
+        if next <= id {
+            break;
+        }
         id = next;
         if inspected >= cap {
             walk.skipped[kind_index(kind)] += 1;

@@ -364,6 +364,19 @@ mod tests {
     }
 
     #[test]
+    fn vanished_ids_are_none_not_errors() {
+        match open(Kind::Map, u32::MAX) {
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                eprintln!("SKIPPED: needs CAP_SYS_ADMIN or CAP_BPF to open BPF objects");
+            }
+            r => {
+                assert!(matches!(r, Ok(None)), "{r:?}");
+                assert!(matches!(open(Kind::Program, u32::MAX), Ok(None)));
+            }
+        }
+    }
+
+    #[test]
     fn names_stop_at_nul() {
         assert_eq!(c_name(b"abc\0\0\0"), "abc");
         assert_eq!(c_name(b"0123456789abcdef"), "0123456789abcdef");
