@@ -12,9 +12,12 @@
 //! walk needs `CAP_SYS_ADMIN` (or `CAP_BPF`); without it the collector fails
 //! with the kernel's reason and nothing else in the exporter is affected.
 //!
-//! The metric names follow spec 004 under the exporter's `herakles_` prefix:
-//! gauges lose the spec's `_total` (a Prometheus name ending in `_total` is
-//! a counter), and the duration is in seconds, the Prometheus base unit.
+//! The metric names follow spec 004 (`odigos.ebpf.*`) under the prefix
+//! `herakles_bpf_inventory_`, the collector's name, which keeps them apart
+//! from the exporter's own `herakles_ebpf_*` series about the programs it
+//! loads itself. Gauges lose the spec's `_total` (a Prometheus name ending
+//! in `_total` is a counter), and the duration is in seconds, the
+//! Prometheus base unit.
 
 mod sys;
 
@@ -31,40 +34,43 @@ use serde::{Deserialize, Serialize};
 pub use sys::{type_name, Kind};
 
 const PROGRAMS: Desc = Desc::gauge(
-    "herakles_ebpf_programs",
+    "herakles_bpf_inventory_programs",
     "eBPF programs loaded on the host, by program type.",
 );
 const PROGRAMS_MEMORY: Desc = Desc::gauge(
-    "herakles_ebpf_programs_memory_bytes",
+    "herakles_bpf_inventory_programs_memory_bytes",
     "Memory the kernel charges for eBPF programs (fdinfo memlock), by program type.",
 );
-const MAPS: Desc = Desc::gauge("herakles_ebpf_maps", "eBPF maps on the host, by map type.");
+const MAPS: Desc = Desc::gauge(
+    "herakles_bpf_inventory_maps",
+    "eBPF maps on the host, by map type.",
+);
 const MAPS_MEMORY: Desc = Desc::gauge(
-    "herakles_ebpf_maps_memory_bytes",
+    "herakles_bpf_inventory_maps_memory_bytes",
     "Memory the kernel charges for eBPF maps (fdinfo memlock), by map type.",
 );
 const PROGRAM_MEMORY: Desc = Desc::gauge(
-    "herakles_ebpf_program_memory_bytes",
+    "herakles_bpf_inventory_program_memory_bytes",
     "Memory the kernel charges for one eBPF program (fdinfo memlock).",
 );
 const MAP_MEMORY: Desc = Desc::gauge(
-    "herakles_ebpf_map_memory_bytes",
+    "herakles_bpf_inventory_map_memory_bytes",
     "Memory the kernel charges for one eBPF map (fdinfo memlock).",
 );
 const ERRORS: Desc = Desc::counter(
-    "herakles_ebpf_collection_errors_total",
+    "herakles_bpf_inventory_collection_errors_total",
     "Objects that could not be read, and walks that failed as a whole.",
 );
 const DURATION: Desc = Desc::histogram(
-    "herakles_ebpf_collection_duration_seconds",
+    "herakles_bpf_inventory_collection_duration_seconds",
     "Time taken to walk the host's eBPF programs and maps.",
 );
 const LIMIT_HIT: Desc = Desc::counter(
-    "herakles_ebpf_collection_limit_hit_total",
+    "herakles_bpf_inventory_collection_limit_hit_total",
     "Collections that stopped inspecting objects of a kind at max_programs or max_maps.",
 );
 const SKIPPED: Desc = Desc::gauge(
-    "herakles_ebpf_collection_skipped_objects",
+    "herakles_bpf_inventory_collection_skipped_objects",
     "Objects of a kind left uninspected by the last collection because of the cap.",
 );
 
@@ -80,12 +86,12 @@ const BUCKETS: [f64; 10] = [
 #[schemars(crate = "herakles_core::schemars")]
 #[serde(default, deny_unknown_fields)]
 pub struct BpfInventoryConfig {
-    /// Also expose one `herakles_ebpf_program_memory_bytes` series per
+    /// Also expose one `herakles_bpf_inventory_program_memory_bytes` series per
     /// program, labelled with its id, name, type and the ids of the maps it
     /// uses. Off by default: ids change on every reload, so each reload
     /// starts new series.
     pub per_program: bool,
-    /// Also expose one `herakles_ebpf_map_memory_bytes` series per map,
+    /// Also expose one `herakles_bpf_inventory_map_memory_bytes` series per map,
     /// labelled with its id, name, type, key and value size and max entries.
     /// Off by default for the same reason as `per_program`.
     pub per_map: bool,
@@ -95,7 +101,7 @@ pub struct BpfInventoryConfig {
     pub name_prefixes: Vec<String>,
     /// Inspect at most this many programs per collection. Each costs three
     /// syscalls and a small file read; past the cap the ids are only
-    /// counted, as `herakles_ebpf_collection_skipped_objects`.
+    /// counted, as `herakles_bpf_inventory_collection_skipped_objects`.
     pub max_programs: usize,
     /// Inspect at most this many maps per collection; see `max_programs`.
     pub max_maps: usize,

@@ -202,14 +202,15 @@ fn matches_what_we_created_and_bpftool() {
         .samples
         .iter()
         .filter(|(n, l, _)| {
-            n == "herakles_ebpf_map_memory_bytes" && label(l, "map_name").starts_with("hk_inv_")
+            n == "herakles_bpf_inventory_map_memory_bytes"
+                && label(l, "map_name").starts_with("hk_inv_")
         })
         .collect();
     assert_eq!(mine.len(), 2, "{}", got.text);
     let hash_bytes = maps[&(hash_id as u64)].1 as f64;
     assert_eq!(
         got.value(
-            "herakles_ebpf_map_memory_bytes",
+            "herakles_bpf_inventory_map_memory_bytes",
             &[
                 ("map_id", &hash_id.to_string()),
                 ("map_name", "hk_inv_hash"),
@@ -224,7 +225,7 @@ fn matches_what_we_created_and_bpftool() {
     assert!(hash_bytes > 0.0);
     assert_eq!(
         got.value(
-            "herakles_ebpf_map_memory_bytes",
+            "herakles_bpf_inventory_map_memory_bytes",
             &[
                 ("map_id", &array_id.to_string()),
                 ("map_name", "hk_inv_array"),
@@ -241,7 +242,7 @@ fn matches_what_we_created_and_bpftool() {
         .copied()
         .find(|id| {
             got.samples.iter().any(|(n, l, _)| {
-                n == "herakles_ebpf_program_memory_bytes"
+                n == "herakles_bpf_inventory_program_memory_bytes"
                     && label(l, "program_name") == "hk_inv_prog"
                     && label(l, "program_id") == id.to_string()
             })
@@ -251,7 +252,7 @@ fn matches_what_we_created_and_bpftool() {
     assoc.sort_unstable();
     assert_eq!(
         got.value(
-            "herakles_ebpf_program_memory_bytes",
+            "herakles_bpf_inventory_program_memory_bytes",
             &[
                 ("program_id", &prog_id.to_string()),
                 ("program_name", "hk_inv_prog"),
@@ -266,16 +267,16 @@ fn matches_what_we_created_and_bpftool() {
     assert_eq!(
         our_totals(
             &got,
-            "herakles_ebpf_programs",
-            "herakles_ebpf_programs_memory_bytes"
+            "herakles_bpf_inventory_programs",
+            "herakles_bpf_inventory_programs_memory_bytes"
         ),
         totals(&progs)
     );
     assert_eq!(
         our_totals(
             &got,
-            "herakles_ebpf_maps",
-            "herakles_ebpf_maps_memory_bytes"
+            "herakles_bpf_inventory_maps",
+            "herakles_bpf_inventory_maps_memory_bytes"
         ),
         totals(&maps)
     );
@@ -294,18 +295,22 @@ fn matches_what_we_created_and_bpftool() {
     };
     assert_eq!(
         per_object(
-            "herakles_ebpf_program_memory_bytes",
+            "herakles_bpf_inventory_program_memory_bytes",
             "program_id",
             "program_type"
         ),
         progs
     );
     assert_eq!(
-        per_object("herakles_ebpf_map_memory_bytes", "map_id", "map_type"),
+        per_object(
+            "herakles_bpf_inventory_map_memory_bytes",
+            "map_id",
+            "map_type"
+        ),
         maps
     );
     assert_eq!(
-        got.value("herakles_ebpf_collection_errors_total", &[]),
+        got.value("herakles_bpf_inventory_collection_errors_total", &[]),
         Some(0.0)
     );
     drop(prog);
@@ -343,23 +348,29 @@ fn prefix_filter_keeps_matching_programs_and_their_maps() {
     // Objects named hkp_* elsewhere on the host would show here too; no one
     // else uses that prefix.
     assert_eq!(
-        names("herakles_ebpf_program_memory_bytes", "program_name"),
+        names(
+            "herakles_bpf_inventory_program_memory_bytes",
+            "program_name"
+        ),
         ["hkp_prog"]
     );
     assert_eq!(
-        names("herakles_ebpf_map_memory_bytes", "map_name"),
+        names("herakles_bpf_inventory_map_memory_bytes", "map_name"),
         ["hkf_used", "hkp_lone"]
     );
     assert_eq!(
-        got.value("herakles_ebpf_programs", &[("type", "socket_filter")]),
+        got.value(
+            "herakles_bpf_inventory_programs",
+            &[("type", "socket_filter")]
+        ),
         Some(1.0)
     );
     assert_eq!(
-        got.value("herakles_ebpf_maps", &[("type", "array")]),
+        got.value("herakles_bpf_inventory_maps", &[("type", "array")]),
         Some(1.0)
     );
     assert_eq!(
-        got.value("herakles_ebpf_maps", &[("type", "hash")]),
+        got.value("herakles_bpf_inventory_maps", &[("type", "hash")]),
         Some(1.0)
     );
     drop(lone);
@@ -386,7 +397,7 @@ fn cap_counts_what_it_skips() {
     let (got, maps) = loop {
         let (got, _, maps) = stable_collect(&c);
         let skipped = got.value(
-            "herakles_ebpf_collection_skipped_objects",
+            "herakles_bpf_inventory_collection_skipped_objects",
             &[("kind", "map")],
         );
         tries += 1;
@@ -398,28 +409,31 @@ fn cap_counts_what_it_skips() {
     let inspected: f64 = got
         .samples
         .iter()
-        .filter(|(n, _, _)| n == "herakles_ebpf_maps")
+        .filter(|(n, _, _)| n == "herakles_bpf_inventory_maps")
         .map(|(_, _, v)| v)
         .sum();
     assert_eq!(inspected, 1.0);
     assert_eq!(
         got.value(
-            "herakles_ebpf_collection_skipped_objects",
+            "herakles_bpf_inventory_collection_skipped_objects",
             &[("kind", "map")],
         ),
         Some(maps.len() as f64 - 1.0)
     );
     assert_eq!(
         got.value(
-            "herakles_ebpf_collection_limit_hit_total",
+            "herakles_bpf_inventory_collection_limit_hit_total",
             &[("kind", "map")]
         ),
         // Every collection hit the cap: we hold three maps ourselves.
-        got.value("herakles_ebpf_collection_duration_seconds_count", &[])
+        got.value(
+            "herakles_bpf_inventory_collection_duration_seconds_count",
+            &[]
+        )
     );
     assert_eq!(
         got.value(
-            "herakles_ebpf_collection_limit_hit_total",
+            "herakles_bpf_inventory_collection_limit_hit_total",
             &[("kind", "program")]
         ),
         Some(0.0)
@@ -454,12 +468,15 @@ fn no_fd_leak_and_histogram_counts_every_collection() {
     assert_eq!(before, after, "fds before and after 100 collections");
     let got = got.unwrap();
     assert_eq!(
-        got.value("herakles_ebpf_collection_duration_seconds_count", &[]),
+        got.value(
+            "herakles_bpf_inventory_collection_duration_seconds_count",
+            &[]
+        ),
         Some(101.0)
     );
     assert_eq!(
         got.value(
-            "herakles_ebpf_collection_duration_seconds_bucket",
+            "herakles_bpf_inventory_collection_duration_seconds_bucket",
             &[("le", "+Inf")]
         ),
         Some(101.0)
