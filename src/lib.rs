@@ -9,6 +9,12 @@ pub mod classify;
 pub mod collectors;
 
 pub use herakles_core as core;
+
+// A plugin crate is referenced by nothing but its `inventory::submit!`, and
+// the linker drops a crate nothing references, registration included. This
+// `use` is the reference that keeps it (see docs/plugins.md, "Linking").
+#[cfg(feature = "bpf-inventory")]
+use herakles_bpf_inventory as _;
 pub mod check;
 pub mod cli;
 pub mod config;

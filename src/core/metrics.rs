@@ -17,6 +17,9 @@ use std::fmt::Write as _;
 pub enum MetricType {
     Gauge,
     Counter,
+    /// Written with [`Family::histogram`]: `_bucket`, `_sum` and `_count`
+    /// samples under one family name.
+    Histogram,
     Untyped,
 }
 
@@ -25,6 +28,7 @@ impl MetricType {
         match self {
             MetricType::Gauge => "gauge",
             MetricType::Counter => "counter",
+            MetricType::Histogram => "histogram",
             MetricType::Untyped => "untyped",
         }
     }
@@ -57,6 +61,16 @@ impl Desc {
             name: Cow::Borrowed(name),
             help: Cow::Borrowed(help),
             kind: MetricType::Counter,
+        }
+    }
+
+    /// A histogram: a distribution of observations, written with
+    /// [`Family::histogram`]; its name should carry the unit (`_seconds`).
+    pub const fn histogram(name: &'static str, help: &'static str) -> Desc {
+        Desc {
+            name: Cow::Borrowed(name),
+            help: Cow::Borrowed(help),
+            kind: MetricType::Histogram,
         }
     }
 }
@@ -194,11 +208,42 @@ impl Family<'_> {
     /// Label names must be valid Prometheus label names (they are constants in
     /// collector code); label values may be any string and are escaped here.
     pub fn sample(&mut self, labels: &[(&str, &str)], value: f64) {
+        self.line("", labels, None, value);
+    }
+
+    /// Add one histogram series: `buckets` are (upper bound, cumulative
+    /// count) pairs in increasing bound order, without the `+Inf` bucket,
+    /// which is written from `count`. Open the family with a
+    /// [`Desc::histogram`].
+    pub fn histogram(
+        &mut self,
+        labels: &[(&str, &str)],
+        buckets: &[(f64, u64)],
+        sum: f64,
+        count: u64,
+    ) {
+        debug_assert_eq!(self.buf.kind, MetricType::Histogram);
+        let mut le = String::new();
+        for &(bound, n) in buckets {
+            le.clear();
+            write_value(bound, &mut le);
+            self.line("_bucket", labels, Some(&le), n as f64);
+        }
+        self.line("_bucket", labels, Some("+Inf"), count as f64);
+        self.line("_sum", labels, None, sum);
+        self.line("_count", labels, None, count as f64);
+    }
+
+    /// One sample line: the family name plus `suffix`, the labels and, for
+    /// histogram buckets, the `le` label last.
+    fn line(&mut self, suffix: &str, labels: &[(&str, &str)], le: Option<&str>, value: f64) {
         let body = &mut self.buf.body;
         body.push_str(&self.buf.name);
-        if !labels.is_empty() {
+        body.push_str(suffix);
+        let le = le.map(|v| ("le", v));
+        if !labels.is_empty() || le.is_some() {
             body.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
+            for (i, (k, v)) in labels.iter().chain(le.iter()).enumerate() {
                 debug_assert!(valid_label_name(k), "invalid label name {k}");
                 if i > 0 {
                     body.push(',');
@@ -319,6 +364,23 @@ mod tests {
             s.push(' ');
         }
         assert_eq!(s, "0 -2 100000000000000000000 0.25 +Inf -Inf ");
+    }
+
+    #[test]
+    fn histogram_writes_buckets_sum_and_count() {
+        let mut sink = MetricSink::new();
+        sink.family(&Desc::histogram("test_seconds", "H."))
+            .histogram(&[("k", "v")], &[(0.5, 1), (1.0, 3)], 2.25, 4);
+        assert_eq!(
+            sink.to_text(),
+            "# HELP test_seconds H.\n\
+             # TYPE test_seconds histogram\n\
+             test_seconds_bucket{k=\"v\",le=\"0.5\"} 1\n\
+             test_seconds_bucket{k=\"v\",le=\"1\"} 3\n\
+             test_seconds_bucket{k=\"v\",le=\"+Inf\"} 4\n\
+             test_seconds_sum{k=\"v\"} 2.25\n\
+             test_seconds_count{k=\"v\"} 4\n"
+        );
     }
 
     #[test]
