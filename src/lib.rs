@@ -9,6 +9,12 @@ pub mod classify;
 pub mod collectors;
 
 pub use herakles_core as core;
+
+// Nothing calls into the netprobe plugin: it only submits a registration to
+// `inventory`. A crate nothing references is not linked at all, and its
+// registration would vanish with it; this `use` keeps it in the binary.
+#[cfg(feature = "netprobe")]
+use herakles_netprobe as _;
 pub mod check;
 pub mod cli;
 pub mod config;
