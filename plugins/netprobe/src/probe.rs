@@ -493,8 +493,24 @@ fn detach(ifindex: u32, a: Attached) {
     tracing::debug!(interface = a.name, ifindex, "netprobe detached");
 }
 
-/// Remove the clsact qdisc we created, with whatever it holds.
+/// Remove the clsact qdisc we created, unless someone put filters of their
+/// own into it meanwhile: removing it would remove those too.
 fn destroy_clsact(ifindex: u32) {
+    match count_filters(ifindex) {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::info!(
+                ifindex,
+                filters = n,
+                "leaving the clsact qdisc we created: it now holds other filters"
+            );
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(ifindex, error = %e, "leaving the clsact qdisc we created: cannot list its filters");
+            return;
+        }
+    }
     let mut hook = clsact_hook(ifindex);
     // SAFETY: as in `create_clsact`.
     let err = unsafe { libbpf_sys::bpf_tc_hook_destroy(&mut hook) };
@@ -502,6 +518,127 @@ fn destroy_clsact(ifindex: u32) {
         let e = std::io::Error::from_raw_os_error(-err);
         tracing::warn!(ifindex, error = %e, "removing the clsact qdisc we created");
     }
+}
+
+/// `struct tcmsg` of `<linux/rtnetlink.h>`, which libc does not define.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct TcMsg {
+    family: u8,
+    pad1: u8,
+    pad2: u16,
+    ifindex: i32,
+    handle: u32,
+    parent: u32,
+    info: u32,
+}
+
+/// How many TC filters the clsact qdisc of `ifindex` holds, both
+/// directions together, as `tc filter show` would list them.
+///
+/// libbpf can only ask about one filter whose handle and priority are
+/// known, so this is a plain rtnetlink dump (`RTM_GETTFILTER`).
+fn count_filters(ifindex: u32) -> Result<usize, String> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    const TC_H_CLSACT: u32 = 0xffff_fff1;
+    const TC_H_MAJ_MASK: u32 = 0xffff_0000;
+    const HEADER: usize = std::mem::size_of::<libc::nlmsghdr>();
+    #[repr(C)]
+    struct Request {
+        header: libc::nlmsghdr,
+        tcm: TcMsg,
+    }
+    let os_error = || std::io::Error::last_os_error().to_string();
+    // SAFETY: socket(2) has no memory preconditions; the fd is owned at once.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    };
+    if fd < 0 {
+        return Err(os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut count = 0;
+    for (seq, min) in [(1u32, 0xfff2u32), (2, 0xfff3)] {
+        let request = Request {
+            header: libc::nlmsghdr {
+                nlmsg_len: std::mem::size_of::<Request>() as u32,
+                nlmsg_type: libc::RTM_GETTFILTER,
+                nlmsg_flags: (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16,
+                nlmsg_seq: seq,
+                nlmsg_pid: 0,
+            },
+            tcm: TcMsg {
+                ifindex: ifindex as i32,
+                parent: (TC_H_CLSACT & TC_H_MAJ_MASK) | min,
+                ..TcMsg::default()
+            },
+        };
+        // SAFETY: sends the bytes of a fully initialised repr(C) struct.
+        let sent = unsafe {
+            libc::send(
+                fd.as_raw_fd(),
+                (&request as *const Request).cast(),
+                std::mem::size_of::<Request>(),
+                0,
+            )
+        };
+        if sent < 0 {
+            return Err(os_error());
+        }
+        let mut buf = vec![0u8; 32 * 1024];
+        'dump: loop {
+            // SAFETY: receives into a buffer of the length given.
+            let got = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if got < 0 {
+                return Err(os_error());
+            }
+            let data = &buf[..got as usize];
+            let mut at = 0;
+            while at + HEADER <= data.len() {
+                // SAFETY: HEADER bytes are in bounds; read_unaligned copes
+                // with any alignment.
+                let header: libc::nlmsghdr =
+                    unsafe { std::ptr::read_unaligned(data[at..].as_ptr().cast()) };
+                let len = header.nlmsg_len as usize;
+                if len < HEADER || at + len > data.len() {
+                    return Err("malformed rtnetlink reply".into());
+                }
+                match i32::from(header.nlmsg_type) {
+                    libc::NLMSG_DONE => break 'dump,
+                    libc::NLMSG_ERROR => {
+                        let errno = data
+                            .get(at + HEADER..at + HEADER + 4)
+                            .map_or(0, |b| i32::from_ne_bytes(b.try_into().expect("4 bytes")));
+                        if errno != 0 {
+                            return Err(std::io::Error::from_raw_os_error(-errno).to_string());
+                        }
+                    }
+                    t if t == i32::from(libc::RTM_NEWTFILTER)
+                        && len >= HEADER + std::mem::size_of::<TcMsg>() =>
+                    {
+                        // SAFETY: the length was checked by the guard.
+                        let tcm: TcMsg = unsafe {
+                            std::ptr::read_unaligned(data[at + HEADER..].as_ptr().cast())
+                        };
+                        // Handle 0 is the per-priority classifier instance,
+                        // not a filter.
+                        if tcm.handle != 0 {
+                            count += 1;
+                        }
+                    }
+                    _ => {}
+                }
+                at += (len + 3) & !3;
+            }
+        }
+    }
+    Ok(count)
 }
 
 /// The libbpf description of the clsact qdisc itself (both directions).

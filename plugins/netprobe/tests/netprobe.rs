@@ -290,6 +290,24 @@ fn creates_and_removes_its_own_clsact_qdisc() {
 }
 
 #[test]
+fn keeps_its_qdisc_when_someone_else_moved_in() {
+    if !able() {
+        return;
+    }
+    in_netns(|| {
+        run("ip link add np6 type veth peer name np6p");
+        let probe = build(config(&["np6"]));
+        // Someone adds a filter to the clsact qdisc we created.
+        run("tc filter add dev np6 egress pref 9 bpf bytecode '1,6 0 0 0,'");
+        drop(probe);
+        let after = tc_state("np6");
+        assert!(!after.contains("netprobe_"), "{after}");
+        assert!(after.contains("qdisc clsact ffff:"), "{after}");
+        assert!(after.contains("pref 9 bpf chain 0 handle 0x1"), "{after}");
+    });
+}
+
+#[test]
 fn leaves_an_existing_clsact_and_foreign_filters_alone() {
     if !able() {
         return;
@@ -312,6 +330,45 @@ fn leaves_an_existing_clsact_and_foreign_filters_alone() {
         assert_eq!(tc_state("np1"), before);
         drop(probe);
         assert_eq!(tc_state("np1"), before);
+    });
+}
+
+#[test]
+fn takes_over_filters_a_killed_instance_left_behind() {
+    if !able() {
+        return;
+    }
+    in_netns(|| {
+        run("ip link add np5 type veth peer name np5p");
+        let pristine = tc_state("np5");
+        // The first instance stands for one that was killed: its filters
+        // are still attached when the second starts.
+        let first = build(config(&["np5"]));
+        let left_behind = tc_state("np5");
+        let second = build(config(&["np5"]));
+        let c = scrape(&second);
+        assert!(
+            series(&c, "netprobe_tc_packets_total", "np5", "ingress").is_some(),
+            "{}",
+            c.text
+        );
+        // Taken over in place: still exactly one filter per direction.
+        let during = tc_state("np5");
+        assert_eq!(during.matches("handle 0x4e50").count(), 2, "{during}");
+        // ... now running the second instance's programs (new ids).
+        assert_ne!(during, left_behind);
+        assert_eq!(
+            during.lines().count(),
+            left_behind.lines().count(),
+            "{during}"
+        );
+        drop(second);
+        let after_second = tc_state("np5");
+        assert!(!after_second.contains("netprobe_"), "{after_second}");
+        // The second did not create the qdisc, so it left it.
+        assert!(after_second.contains("clsact"), "{after_second}");
+        drop(first);
+        assert_eq!(tc_state("np5"), pristine);
     });
 }
 
