@@ -91,6 +91,7 @@ fn example_config_section_loads() {
         .unwrap();
     assert_eq!(config.interfaces, ["eth0", "eth1"]);
     assert_eq!(config.collection_interval, 10.0);
+    assert_eq!(config.attach, herakles_netprobe::Attach::Tcx);
 }
 
 #[test]

@@ -28,7 +28,7 @@ use herakles_core::{
 use serde::{Deserialize, Serialize};
 
 pub use probe::FILTER_HANDLE;
-use probe::{Probe, Settings, Snapshot, EGRESS, INGRESS};
+use probe::{Mode, Probe, Settings, Snapshot, EGRESS, INGRESS};
 
 const PACKETS: Desc = Desc::counter(
     "netprobe_tc_packets_total",
@@ -80,11 +80,25 @@ pub struct NetprobeConfig {
     /// `*_per_second` rates are over this interval, and new or removed
     /// interfaces are noticed within it.
     pub collection_interval: f64,
-    /// Priority of our TC filters (1-65535; lower runs earlier). Packets a
+    /// How the programs hook into TC. `clsact`: a filter in the interface's
+    /// clsact qdisc, created if missing and then removed again; works on
+    /// any kernel with BTF. `tcx`: a tcx link (kernel 6.6 or later), no
+    /// qdisc involved, and the kernel removes it if the exporter is killed.
+    pub attach: Attach,
+    /// Priority of our clsact filters (1-65535; lower runs earlier). Packets a
     /// filter of lower priority drops or redirects never reach ours. Change
     /// it only if another filter already holds our handle (0x4e50) at this
     /// priority; the exporter logs that case.
     pub tc_priority: u16,
+}
+
+/// See [`NetprobeConfig::attach`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(crate = "herakles_core::schemars")]
+#[serde(rename_all = "lowercase")]
+pub enum Attach {
+    Clsact,
+    Tcx,
 }
 
 impl Default for NetprobeConfig {
@@ -93,6 +107,7 @@ impl Default for NetprobeConfig {
             interfaces: Vec::new(),
             active_only: false,
             collection_interval: 5.0,
+            attach: Attach::Clsact,
             // Before tc's automatic priorities (49152 and down) and away
             // from 1, which libbpf and most tools take by default.
             tc_priority: 7,
@@ -193,6 +208,10 @@ impl BuildCollector for Netprobe {
             .into());
         }
         let settings = Settings {
+            mode: match config.attach {
+                Attach::Clsact => Mode::Clsact,
+                Attach::Tcx => Mode::Tcx,
+            },
             interfaces: config.interfaces,
             interval: Duration::from_secs_f64(config.collection_interval),
             priority: config.tc_priority,

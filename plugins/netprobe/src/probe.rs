@@ -16,13 +16,17 @@ use std::ffi::CStr;
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
+use std::ptr::NonNull;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use libbpf_rs::libbpf_sys;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{MapCore, MapFlags, OpenObject, TcHook, TC_EGRESS, TC_INGRESS};
+use libbpf_rs::{
+    AsRawLibbpf, Link, MapCore, MapFlags, OpenObject, ProgramAttachType, TcHook, TC_EGRESS,
+    TC_INGRESS,
+};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/netprobe.skel.rs"));
@@ -74,9 +78,20 @@ pub struct Snapshot {
     pub interfaces: Vec<Interface>,
 }
 
+/// How the programs hook into TC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A filter in the interface's clsact qdisc (netlink; any kernel).
+    Clsact,
+    /// A tcx link (kernel 6.6+): no qdisc at all, and the kernel detaches
+    /// it when our file descriptor closes, even if we are killed.
+    Tcx,
+}
+
 /// What the thread needs to know.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    pub mode: Mode,
     /// Exact interface names; empty selects every interface.
     pub interfaces: Vec<String>,
     pub interval: Duration,
@@ -170,15 +185,32 @@ fn run(
 }
 
 fn load(storage: &mut MaybeUninit<OpenObject>) -> libbpf_rs::Result<NetprobeSkel<'_>> {
-    NetprobeSkelBuilder::default().open(storage)?.load()
+    let mut open = NetprobeSkelBuilder::default().open(storage)?;
+    // tcx attaches by the program's expected attach type. clsact ignores it,
+    // so the same two programs serve both modes.
+    open.progs
+        .netprobe_ingress
+        .set_attach_type(ProgramAttachType::TcxIngress);
+    open.progs
+        .netprobe_egress
+        .set_attach_type(ProgramAttachType::TcxEgress);
+    open.load()
 }
 
-/// Our filters on one interface.
+/// Our hooks on one interface.
 struct Attached {
     name: String,
-    hooks: [TcHook; 2],
-    /// We created its clsact qdisc, so we remove it again.
-    created_qdisc: bool,
+    hooks: Hooks,
+}
+
+enum Hooks {
+    Clsact {
+        filters: [TcHook; 2],
+        /// We created its clsact qdisc, so we remove it again.
+        created_qdisc: bool,
+    },
+    /// Dropping a link detaches it.
+    Tcx([Link; 2]),
 }
 
 /// Counters of one interface at one reading, for the next rate.
@@ -288,14 +320,17 @@ impl State {
                 a.name.clone_from(name);
                 continue;
             }
-            match attach(skel, ifindex, name, self.settings.priority) {
-                Ok(a) => {
-                    tracing::info!(
-                        interface = name,
-                        ifindex,
-                        created_qdisc = a.created_qdisc,
-                        "netprobe attached"
-                    );
+            let attached = match self.settings.mode {
+                Mode::Clsact => attach_clsact(skel, ifindex, self.settings.priority),
+                Mode::Tcx => attach_tcx(skel, ifindex),
+            };
+            match attached {
+                Ok(hooks) => {
+                    let a = Attached {
+                        name: name.clone(),
+                        hooks,
+                    };
+                    tracing::info!(interface = name, ifindex, mode = ?self.settings.mode, "netprobe attached");
                     self.failed.remove(&ifindex);
                     self.attached.insert(ifindex, a);
                 }
@@ -392,12 +427,7 @@ fn create_clsact(ifindex: u32) -> Result<bool, String> {
     }
 }
 
-fn attach(
-    skel: &NetprobeSkel<'_>,
-    ifindex: u32,
-    name: &str,
-    priority: u16,
-) -> Result<Attached, String> {
+fn attach_clsact(skel: &NetprobeSkel<'_>, ifindex: u32, priority: u16) -> Result<Hooks, String> {
     let created_qdisc = create_clsact(ifindex)?;
     let progs = [
         skel.progs.netprobe_ingress.as_fd(),
@@ -424,11 +454,44 @@ fn attach(
             }
         }
     }
-    Ok(Attached {
-        name: name.to_string(),
-        hooks: [hooks[0], hooks[1]],
+    Ok(Hooks::Clsact {
+        filters: [hooks[0], hooks[1]],
         created_qdisc,
     })
+}
+
+/// Attach both programs as tcx links, in front of any other tcx program so
+/// we count every packet; ours returns TCX_NEXT, so the others still run
+/// and decide.
+fn attach_tcx(skel: &NetprobeSkel<'_>, ifindex: u32) -> Result<Hooks, String> {
+    let link = |prog: &libbpf_rs::Program<'_>| -> Result<Link, String> {
+        let opts = libbpf_sys::bpf_tcx_opts {
+            sz: std::mem::size_of::<libbpf_sys::bpf_tcx_opts>() as libbpf_sys::size_t,
+            flags: libbpf_sys::BPF_F_BEFORE,
+            ..Default::default()
+        };
+        // SAFETY: a loaded program of ours and initialised opts; libbpf
+        // returns a new link or NULL with errno set.
+        let ptr = unsafe {
+            libbpf_sys::bpf_program__attach_tcx(
+                prog.as_libbpf_object().as_ptr(),
+                ifindex as i32,
+                &opts,
+            )
+        };
+        let ptr = NonNull::new(ptr).ok_or_else(|| {
+            format!(
+                "attaching the tcx link: {}",
+                std::io::Error::last_os_error()
+            )
+        })?;
+        // SAFETY: a valid link from libbpf, owned by nothing else.
+        Ok(unsafe { Link::from_ptr(ptr) })
+    };
+    // If the egress link fails, the ingress one is dropped, so detached.
+    let ingress = link(&skel.progs.netprobe_ingress)?;
+    let egress = link(&skel.progs.netprobe_egress)?;
+    Ok(Hooks::Tcx([ingress, egress]))
 }
 
 /// Attach one filter. Our slot (handle and priority) already taken by one of
@@ -482,13 +545,21 @@ fn program_name(id: u32) -> Result<String, String> {
 }
 
 fn detach(ifindex: u32, a: Attached) {
-    for mut hook in a.hooks {
-        if let Err(e) = hook.detach() {
-            tracing::warn!(interface = a.name, ifindex, error = %e, "detaching a netprobe filter");
+    match a.hooks {
+        Hooks::Clsact {
+            filters,
+            created_qdisc,
+        } => {
+            for mut hook in filters {
+                if let Err(e) = hook.detach() {
+                    tracing::warn!(interface = a.name, ifindex, error = %e, "detaching a netprobe filter");
+                }
+            }
+            if created_qdisc {
+                destroy_clsact(ifindex);
+            }
         }
-    }
-    if a.created_qdisc {
-        destroy_clsact(ifindex);
+        Hooks::Tcx(links) => drop(links),
     }
     tracing::debug!(interface = a.name, ifindex, "netprobe detached");
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use herakles_core::testing::{collect_with, Collected};
 use herakles_core::{BuildCollector, BuildContext, Collector, Paths};
-use herakles_netprobe::{Netprobe, NetprobeConfig, FILTER_HANDLE};
+use herakles_netprobe::{Attach, Netprobe, NetprobeConfig, FILTER_HANDLE};
 
 /// Ethernet (14) + IPv4 (20) + UDP (8): what TC counts on top of a UDP
 /// payload sent over loopback. IPv4 options are never set by the kernel for
@@ -143,12 +143,24 @@ fn link_stats(dev: &str) -> [u64; 4] {
 
 #[test]
 fn counts_known_udp_traffic_on_loopback_exactly() {
+    counts_exactly(Attach::Clsact);
+}
+
+#[test]
+fn counts_known_udp_traffic_on_loopback_exactly_with_tcx() {
+    counts_exactly(Attach::Tcx);
+}
+
+fn counts_exactly(attach: Attach) {
     if !able() {
         return;
     }
-    in_netns(|| {
+    in_netns(move || {
         run("ip link set lo up");
-        let probe = build(config(&["lo"]));
+        let probe = build(NetprobeConfig {
+            attach,
+            ..config(&["lo"])
+        });
         let before = scrape_fresh(&probe);
         assert_eq!(before.value("netprobe_up", &[]), Some(1.0));
         let link_before = link_stats("lo");
@@ -369,6 +381,85 @@ fn takes_over_filters_a_killed_instance_left_behind() {
         assert!(after_second.contains("clsact"), "{after_second}");
         drop(first);
         assert_eq!(tc_state("np5"), pristine);
+    });
+}
+
+/// Names of the programs attached to `dev` by tcx, in `direction`, as the
+/// kernel reports them (BPF_PROG_QUERY; bpftool 7.1 does not list tcx).
+fn tcx_programs(dev: &str, direction: u32) -> Vec<String> {
+    let ifindex: i32 = run(&format!("ip -o link show dev {dev} | cut -d: -f1"))
+        .trim()
+        .parse()
+        .unwrap();
+    let mut ids = [0u32; 16];
+    let mut opts = libbpf_rs::libbpf_sys::bpf_prog_query_opts {
+        sz: std::mem::size_of::<libbpf_rs::libbpf_sys::bpf_prog_query_opts>() as _,
+        prog_ids: ids.as_mut_ptr(),
+        ..Default::default()
+    };
+    opts.__bindgen_anon_1.prog_cnt = ids.len() as u32;
+    // SAFETY: `prog_ids` points at `prog_cnt` writable u32s.
+    let rc = unsafe { libbpf_rs::libbpf_sys::bpf_prog_query_opts(ifindex, direction, &mut opts) };
+    assert_eq!(
+        rc,
+        0,
+        "BPF_PROG_QUERY {dev}: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: the kernel set the count it wrote.
+    let count = unsafe { opts.__bindgen_anon_1.prog_cnt } as usize;
+    ids[..count]
+        .iter()
+        .map(|id| {
+            let text = run(&format!("bpftool prog show id {id}"));
+            let name = text.split_whitespace().skip_while(|w| *w != "name").nth(1);
+            name.unwrap_or("?").to_string()
+        })
+        .collect()
+}
+
+/// tcx programs on `dev`, both directions.
+fn tcx_links(dev: &str) -> Vec<String> {
+    let mut all = tcx_programs(dev, libbpf_rs::libbpf_sys::BPF_TCX_INGRESS);
+    all.extend(tcx_programs(dev, libbpf_rs::libbpf_sys::BPF_TCX_EGRESS));
+    all
+}
+
+#[test]
+fn tcx_needs_no_qdisc_and_leaves_clsact_filters_alone() {
+    if !able() {
+        return;
+    }
+    in_netns(|| {
+        run("ip link add np7 type veth peer name np7p");
+        run("ip link add np8 type veth peer name np8p");
+        run("tc qdisc add dev np8 clsact");
+        run("tc filter add dev np8 ingress pref 7 bpf bytecode '1,6 0 0 0,'");
+        let before = [tc_state("np7"), tc_state("np8")];
+        let probe = build(NetprobeConfig {
+            attach: Attach::Tcx,
+            ..config(&["np7", "np8"])
+        });
+        let c = scrape(&probe);
+        assert!(
+            series(&c, "netprobe_tc_packets_total", "np7", "ingress").is_some(),
+            "{}",
+            c.text
+        );
+        assert!(
+            series(&c, "netprobe_tc_packets_total", "np8", "egress").is_some(),
+            "{}",
+            c.text
+        );
+        for dev in ["np7", "np8"] {
+            assert_eq!(tcx_links(dev), ["netprobe_ingress", "netprobe_egress"]);
+        }
+        // No qdisc created, the foreign clsact filter untouched.
+        assert_eq!([tc_state("np7"), tc_state("np8")], before);
+        drop(probe);
+        assert!(tcx_links("np7").is_empty());
+        assert!(tcx_links("np8").is_empty());
+        assert_eq!([tc_state("np7"), tc_state("np8")], before);
     });
 }
 
