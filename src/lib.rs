@@ -15,6 +15,9 @@ pub use herakles_core as core;
 // `use` is the reference that keeps it (see docs/plugins.md, "Linking").
 #[cfg(feature = "bpf-inventory")]
 use herakles_bpf_inventory as _;
+#[cfg(feature = "netprobe")]
+use herakles_netprobe as _;
+
 pub mod check;
 pub mod cli;
 pub mod config;

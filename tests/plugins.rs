@@ -14,10 +14,8 @@ struct Plugin {
     crate_name: &'static str,
     /// Prefix of every metric name it writes.
     prefix: &'static str,
-    /// Whether this build must contain it: `Some(cfg!(feature = ...))` once
-    /// its feature exists in Cargo.toml; `None` tests it only when the binary
-    /// lists it, for a plugin whose branch has not landed yet.
-    required: Option<bool>,
+    /// Whether this build contains it: `cfg!(feature = ...)` of its feature.
+    linked: bool,
 }
 
 const PLUGINS: &[Plugin] = &[
@@ -25,13 +23,13 @@ const PLUGINS: &[Plugin] = &[
         collector: "bpf_inventory",
         crate_name: "herakles-bpf-inventory",
         prefix: "herakles_bpf_inventory_",
-        required: Some(cfg!(feature = "bpf-inventory")),
+        linked: cfg!(feature = "bpf-inventory"),
     },
     Plugin {
         collector: "netprobe",
         crate_name: "herakles-netprobe",
         prefix: "netprobe_",
-        required: None,
+        linked: cfg!(feature = "netprobe"),
     },
 ];
 
@@ -56,14 +54,15 @@ fn linked() -> Vec<&'static Plugin> {
         let row = listing
             .lines()
             .find(|l| l.split_whitespace().next() == Some(p.collector));
-        match (row, p.required) {
-            (Some(row), _) => {
+        match (row, p.linked) {
+            (Some(row), true) => {
                 let cols: Vec<&str> = row.split_whitespace().collect();
                 assert_eq!(cols[3], p.crate_name, "crate column of {row:?}");
                 found.push(p);
             }
-            (None, Some(true)) => panic!("{} is not listed:\n{listing}", p.collector),
-            (None, _) => eprintln!("NOTE: {} is not linked in this build", p.collector),
+            (None, true) => panic!("{} is not listed:\n{listing}", p.collector),
+            (Some(row), false) => panic!("{} is listed without its feature: {row}", p.collector),
+            (None, false) => eprintln!("NOTE: {} is not linked in this build", p.collector),
         }
     }
     found
@@ -72,8 +71,8 @@ fn linked() -> Vec<&'static Plugin> {
 #[test]
 fn each_plugin_is_listed_with_its_crate() {
     let found = linked();
-    if cfg!(feature = "bpf-inventory") {
-        assert!(found.iter().any(|p| p.collector == "bpf_inventory"));
+    for p in PLUGINS.iter().filter(|p| p.linked) {
+        assert!(found.iter().any(|f| f.collector == p.collector));
     }
 }
 

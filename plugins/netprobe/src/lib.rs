@@ -1,0 +1,243 @@
+//! netprobe: packets and bytes per network interface and direction, counted
+//! by a TC eBPF program (see `README.md` in this crate).
+//!
+//! A collector crate of herakles-node-exporter: it depends on
+//! `herakles-core` alone, declares its config section (`collectors.netprobe`)
+//! and registers through `inventory`. The exporter links it behind its
+//! `netprobe` feature.
+//!
+//! It is off by default although compiled in: it puts a TC filter on every
+//! selected interface of the host, which an operator should decide to do.
+//!
+//! The counting happens in the kernel; a thread of ours ([`probe`]) reads the
+//! counters every `collection_interval`, attaches to interfaces that appeared
+//! and forgets those that went. A scrape reports the latest reading, so the
+//! values belong to `netprobe_last_collection_timestamp_seconds`, and the
+//! rates are over exactly one interval.
+
+mod probe;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use herakles_core::schemars::JsonSchema;
+use herakles_core::{
+    inventory, BuildCollector, BuildContext, Collector, Desc, MetricSink, Registration, Result,
+    ScrapeContext,
+};
+use serde::{Deserialize, Serialize};
+
+pub use probe::FILTER_HANDLE;
+use probe::{Mode, Probe, Settings, Snapshot, EGRESS, INGRESS};
+
+const PACKETS: Desc = Desc::counter(
+    "netprobe_tc_packets_total",
+    "Packets seen by the netprobe TC filter since it was attached to the interface.",
+);
+const BYTES: Desc = Desc::counter(
+    "netprobe_tc_bytes_total",
+    "Bytes (link-layer frame lengths) seen by the netprobe TC filter since it was attached.",
+);
+const PACKET_RATE: Desc = Desc::gauge(
+    "netprobe_tc_packets_per_second",
+    "Packets per second over the last collection interval.",
+);
+const BYTE_RATE: Desc = Desc::gauge(
+    "netprobe_tc_bytes_per_second",
+    "Bytes per second over the last collection interval.",
+);
+const ACTIVE: Desc = Desc::gauge(
+    "netprobe_interface_active",
+    "1 if the interface carried a packet during the last collection interval, else 0.",
+);
+const UP: Desc = Desc::gauge(
+    "netprobe_up",
+    "1 if the netprobe TC programs are loaded and the last collection read them, else 0.",
+);
+const COLLECTIONS: Desc = Desc::counter(
+    "netprobe_collection_total",
+    "Readings of the kernel counters since the exporter started.",
+);
+const LAST_COLLECTION: Desc = Desc::gauge(
+    "netprobe_last_collection_timestamp_seconds",
+    "Unix time of the last reading of the kernel counters.",
+);
+
+/// The `collectors.netprobe` config section.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(crate = "herakles_core::schemars")]
+#[serde(default, deny_unknown_fields)]
+pub struct NetprobeConfig {
+    /// Interfaces to count, by exact name; empty counts every interface.
+    /// Only these get a TC filter: an interface left out is never touched.
+    /// Names that do not exist yet are picked up when they appear.
+    pub interfaces: Vec<String>,
+    /// Report only interfaces that carried a packet during the last
+    /// collection interval. Idle interfaces keep their filter and their
+    /// counts; their series come back with their next packet.
+    pub active_only: bool,
+    /// Seconds between two readings of the kernel counters. The
+    /// `*_per_second` rates are over this interval, and new or removed
+    /// interfaces are noticed within it.
+    pub collection_interval: f64,
+    /// How the programs hook into TC. `clsact`: a filter in the interface's
+    /// clsact qdisc, created if missing and then removed again; works on
+    /// any kernel with BTF. `tcx`: a tcx link (kernel 6.6 or later), no
+    /// qdisc involved, and the kernel removes it if the exporter is killed.
+    pub attach: Attach,
+    /// Priority of our clsact filters (1-65535; lower runs earlier). Packets a
+    /// filter of lower priority drops or redirects never reach ours. Change
+    /// it only if another filter already holds our handle (0x4e50) at this
+    /// priority; the exporter logs that case.
+    pub tc_priority: u16,
+}
+
+/// See [`NetprobeConfig::attach`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(crate = "herakles_core::schemars")]
+#[serde(rename_all = "lowercase")]
+pub enum Attach {
+    Clsact,
+    Tcx,
+}
+
+impl Default for NetprobeConfig {
+    fn default() -> Self {
+        NetprobeConfig {
+            interfaces: Vec::new(),
+            active_only: false,
+            collection_interval: 5.0,
+            attach: Attach::Clsact,
+            // Before tc's automatic priorities (49152 and down) and away
+            // from 1, which libbpf and most tools take by default.
+            tc_priority: 7,
+        }
+    }
+}
+
+/// See the crate documentation.
+pub struct Netprobe {
+    active_only: bool,
+    snapshot: Arc<Mutex<Snapshot>>,
+    /// `None` once stopped, or when the programs never ran.
+    probe: Mutex<Option<Probe>>,
+}
+
+impl Collector for Netprobe {
+    fn collect(&self, _: &ScrapeContext, out: &mut MetricSink) -> Result<()> {
+        let snap = self
+            .snapshot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        out.single(&UP, f64::from(u8::from(snap.up)));
+        if snap.collections == 0 {
+            return Ok(());
+        }
+        out.single(&COLLECTIONS, snap.collections as f64);
+        out.single(&LAST_COLLECTION, snap.last_collection_unix);
+        for iface in &snap.interfaces {
+            if self.active_only && !iface.active {
+                continue;
+            }
+            let ifindex = iface.ifindex.to_string();
+            out.family(&ACTIVE).sample(
+                &[("interface", &iface.name), ("ifindex", &ifindex)],
+                f64::from(u8::from(iface.active)),
+            );
+            for (d, direction) in [(INGRESS, "ingress"), (EGRESS, "egress")] {
+                let labels = [
+                    ("interface", iface.name.as_str()),
+                    ("ifindex", &ifindex),
+                    ("direction", direction),
+                ];
+                out.family(&PACKETS)
+                    .sample(&labels, iface.totals[d].packets);
+                out.family(&BYTES).sample(&labels, iface.totals[d].bytes);
+                if let Some(rates) = &iface.rates {
+                    out.family(&PACKET_RATE).sample(&labels, rates[d].packets);
+                    out.family(&BYTE_RATE).sample(&labels, rates[d].bytes);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn shutdown(&self) {
+        let probe = self.probe.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(p) = probe {
+            p.stop();
+        }
+    }
+}
+
+impl Drop for Netprobe {
+    /// A collector dropped without `shutdown` (a test, an error path) must
+    /// still take its filters off the host.
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl BuildCollector for Netprobe {
+    type Config = NetprobeConfig;
+
+    /// Only a config error fails the build. The programs failing to load
+    /// (no BTF, no privileges) leaves `netprobe_up 0` and a logged reason,
+    /// and the rest of the exporter runs as usual.
+    fn build(config: NetprobeConfig, ctx: &BuildContext) -> Result<Self> {
+        if !(config.collection_interval.is_finite() && config.collection_interval >= 0.1) {
+            return Err("collection_interval: must be at least 0.1 seconds".into());
+        }
+        if config.tc_priority == 0 {
+            return Err(
+                "tc_priority: must be between 1 and 65535 (0 lets the kernel pick one, \
+                        and then our filter cannot be found again)"
+                    .into(),
+            );
+        }
+        if let Some(bad) = config
+            .interfaces
+            .iter()
+            .find(|n| n.is_empty() || n.len() >= libc::IFNAMSIZ)
+        {
+            return Err(format!(
+                "interfaces: {bad:?} is not an interface name (1 to {} bytes)",
+                libc::IFNAMSIZ - 1
+            )
+            .into());
+        }
+        let settings = Settings {
+            mode: match config.attach {
+                Attach::Clsact => Mode::Clsact,
+                Attach::Tcx => Mode::Tcx,
+            },
+            interfaces: config.interfaces,
+            interval: Duration::from_secs_f64(config.collection_interval),
+            priority: config.tc_priority,
+            btf: ctx.paths().sys("kernel/btf/vmlinux"),
+        };
+        let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+        let probe = match Probe::start(settings, snapshot.clone()) {
+            Ok(p) => Some(p),
+            Err(reason) => {
+                tracing::warn!(reason, "netprobe unavailable: netprobe_up is 0");
+                None
+            }
+        };
+        Ok(Netprobe {
+            active_only: config.active_only,
+            snapshot,
+            probe: Mutex::new(probe),
+        })
+    }
+}
+
+inventory::submit! {
+    Registration::new::<Netprobe>(
+        "netprobe",
+        "Packets and bytes per interface and direction, counted by a TC eBPF program",
+        false,
+        env!("CARGO_PKG_NAME"),
+    )
+}
