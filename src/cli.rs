@@ -652,6 +652,15 @@ impl Exporter {
         self
     }
 
+    /// Show the sections collectors and services registered in `ctx` (see
+    /// [`BuildContext::health_section`]) in `/health`.
+    pub fn with_health_sections(self, ctx: &BuildContext) -> Exporter {
+        for (key, f) in ctx.health_sections() {
+            self.health.section(key, f);
+        }
+        self
+    }
+
     /// Bind and serve until `shutdown` resolves. Returns the bound address
     /// through `on_bound` before serving (port 0 picks a free port).
     pub async fn serve(
@@ -733,9 +742,10 @@ fn run_daemon(config: Config, ctx: &BuildContext, classifier: &Classifier) -> i3
             return 1;
         }
     };
-    let ebpf = crate::ebpf::health_section(ctx, &config);
-    let exporter = Exporter::new(config, collectors).with_subgroups_page(classifier);
-    exporter.health.section("ebpf", ebpf);
+    crate::ebpf::register_health(ctx, &config);
+    let exporter = Exporter::new(config, collectors)
+        .with_subgroups_page(classifier)
+        .with_health_sections(ctx);
     let scraper = exporter.scraper.clone();
     let code = rt.block_on(async move {
         let (tx, rx) = tokio::sync::watch::channel(false);

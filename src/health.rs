@@ -6,7 +6,7 @@
 //! `last_success` timestamp says whether it has recovered since.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -44,7 +44,7 @@ pub struct Health {
 
 /// A part of the `/health` document computed when it is served, e.g. the
 /// state of the eBPF programs.
-pub type Section = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+pub use herakles_core::HealthSection as Section;
 
 #[derive(Serialize)]
 struct Report<'a> {

@@ -216,6 +216,10 @@ fn exporter_without_privileges_reports_netprobe_down() {
         assert_eq!(value(&s, "netprobe_up", &[]), Some(0.0));
         assert_eq!(value(&s, "netprobe_collection_total", &[]), None);
         assert!(value(&s, "herakles_system_memory_total_bytes", &[]).unwrap() > 0.0);
+        let health: serde_json::Value = serde_json::from_str(&get(addr, "/health").text()).unwrap();
+        assert_eq!(health["netprobe"]["up"], false, "{health}");
+        let why = health["netprobe"]["error"].as_str().unwrap_or_default();
+        assert!(why.contains("loading the TC programs failed"), "{health}");
         let _ = child.kill();
         let _ = child.wait();
         assert_eq!(tc_state("lo"), pristine);

@@ -72,7 +72,12 @@ pub struct BuildContext {
     paths: Arc<Paths>,
     globals: Arc<dyn Any + Send + Sync>,
     services: Arc<Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>>,
+    health: Arc<Mutex<Vec<(String, HealthSection)>>>,
 }
+
+/// Computes one top-level key of the exporter's `/health` document; see
+/// [`BuildContext::health_section`].
+pub type HealthSection = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
 impl BuildContext {
     /// A context for the given roots. `globals` is the exporter's own global
@@ -82,6 +87,7 @@ impl BuildContext {
             paths: Arc::new(paths),
             globals,
             services: Arc::default(),
+            health: Arc::default(),
         }
     }
 
@@ -121,6 +127,26 @@ impl BuildContext {
         }
         services.insert(TypeId::of::<T>(), created.clone());
         Ok(created)
+    }
+
+    /// Show `f()` under `key` in `/health` each time it is served.
+    ///
+    /// For state a metric cannot explain: why eBPF programs did not load,
+    /// what a probe attached to. A failing part should still serve its
+    /// metrics it can (an `up` gauge at 0, say) and put the reason here.
+    pub fn health_section(
+        &self,
+        key: impl Into<String>,
+        f: impl Fn() -> serde_json::Value + Send + Sync + 'static,
+    ) {
+        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        health.push((key.into(), Arc::new(f)));
+    }
+
+    /// Every section registered with [`BuildContext::health_section`].
+    pub fn health_sections(&self) -> Vec<(String, HealthSection)> {
+        let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        health.clone()
     }
 
     /// Every service created so far, for shutdown.

@@ -48,7 +48,7 @@ mod metrics;
 mod registry;
 pub mod testing;
 
-pub use collector::{BuildCollector, BuildContext, Collector, NoConfig};
+pub use collector::{BuildCollector, BuildContext, Collector, HealthSection, NoConfig};
 pub use context::{Paths, ScrapeContext};
 pub use error::{Error, Result};
 pub use metrics::{escape_label_value, Desc, Family, MetricSink, MetricType};
@@ -61,3 +61,6 @@ pub use inventory;
 /// Re-exported for the same reason as [`inventory`]: config types derive
 /// `JsonSchema` from the copy the exporter reads docs from.
 pub use schemars;
+/// Re-exported so a [`BuildContext::health_section`] returns the exact
+/// `serde_json::Value` type the exporter serialises.
+pub use serde_json;

@@ -79,19 +79,19 @@ pub fn status(ctx: &BuildContext) -> Arc<Status> {
         .expect("creating Status cannot fail")
 }
 
-/// The `ebpf` section of `/health`: whether eBPF is compiled in and switched
-/// on, and each part's state.
-pub fn health_section(ctx: &BuildContext, config: &Config) -> crate::health::Section {
+/// Put the `ebpf` section in `/health`: whether eBPF is compiled in and
+/// switched on, and each part's state.
+pub fn register_health(ctx: &BuildContext, config: &Config) {
     let status = status(ctx);
     let compiled = cfg!(feature = "ebpf");
     let enabled = config.enable_ebpf;
-    Arc::new(move || {
+    ctx.health_section("ebpf", move || {
         serde_json::json!({
             "compiled_in": compiled,
             "enabled": enabled,
             "parts": status.parts(),
         })
-    })
+    });
 }
 
 /// Why a part cannot be loaded here, if a reason can be told without trying:

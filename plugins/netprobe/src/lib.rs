@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herakles_core::schemars::JsonSchema;
+use herakles_core::serde_json;
 use herakles_core::{
     inventory, BuildCollector, BuildContext, Collector, Desc, MetricSink, Registration, Result,
     ScrapeContext,
@@ -217,14 +218,28 @@ impl BuildCollector for Netprobe {
             priority: config.tc_priority,
             btf: ctx.paths().sys("kernel/btf/vmlinux"),
         };
+        let mode = format!("{:?}", config.attach).to_lowercase();
         let snapshot = Arc::new(Mutex::new(Snapshot::default()));
-        let probe = match Probe::start(settings, snapshot.clone()) {
-            Ok(p) => Some(p),
+        let (probe, failure) = match Probe::start(settings, snapshot.clone()) {
+            Ok(p) => (Some(p), None),
             Err(reason) => {
                 tracing::warn!(reason, "netprobe unavailable: netprobe_up is 0");
-                None
+                (None, Some(reason))
             }
         };
+        // netprobe_up says whether it works; /health says why not, and where
+        // it is attached when it does.
+        let shown = snapshot.clone();
+        ctx.health_section("netprobe", move || {
+            let snap = shown.lock().unwrap_or_else(|e| e.into_inner());
+            let interfaces: Vec<&str> = snap.interfaces.iter().map(|i| i.name.as_str()).collect();
+            serde_json::json!({
+                "up": snap.up,
+                "attach": mode,
+                "interfaces": interfaces,
+                "error": failure,
+            })
+        });
         Ok(Netprobe {
             active_only: config.active_only,
             snapshot,
