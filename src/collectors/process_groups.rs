@@ -20,6 +20,7 @@ use herakles_core::{
     Result, ScrapeContext,
 };
 
+use crate::ebpf::process_io::{self, ProcessIo};
 use crate::process::{self, GroupView, ProcessTable};
 
 const RSS: Desc = Desc::gauge(
@@ -62,10 +63,38 @@ const WRITE_CALLS: Desc = Desc::counter(
     "herakles_group_blkio_write_syscalls_total",
     "Write system calls of the subgroup's processes.",
 );
+const NET_RX: Desc = Desc::counter(
+    "herakles_group_net_rx_bytes_total",
+    "TCP and UDP bytes the subgroup's processes received, including exited ones (eBPF).",
+);
+const NET_TX: Desc = Desc::counter(
+    "herakles_group_net_tx_bytes_total",
+    "TCP and UDP bytes the subgroup's processes sent, including exited ones (eBPF).",
+);
 
 /// See the module documentation.
 pub struct ProcessGroups {
     table: Arc<ProcessTable>,
+    io: Arc<ProcessIo>,
+}
+
+/// Network rows from the eBPF service; absent when its network part does
+/// not run.
+fn emit_net(io: &ProcessIo, ctx: &ScrapeContext, out: &mut MetricSink) {
+    let Some(view) = io.view(ctx).filter(|v| v.network) else {
+        return;
+    };
+    type Get = fn(&process_io::Net) -> u64;
+    let rows: [(&Desc, Get); 2] = [(&NET_RX, |n| n.rx_bytes), (&NET_TX, |n| n.tx_bytes)];
+    for (desc, get) in rows {
+        let mut f = out.family(desc);
+        for g in &view.groups {
+            f.sample(
+                &[("group", &g.group), ("subgroup", &g.subgroup)],
+                get(&g.net) as f64,
+            );
+        }
+    }
 }
 
 impl Collector for ProcessGroups {
@@ -113,6 +142,7 @@ impl Collector for ProcessGroups {
                 f.sample(&labels(g), get(g, 0.0));
             }
         }
+        emit_net(&self.io, ctx, out);
         Ok(())
     }
 }
@@ -126,6 +156,7 @@ impl BuildCollector for ProcessGroups {
     fn build(_: NoConfig, ctx: &BuildContext) -> Result<Self> {
         Ok(ProcessGroups {
             table: process::table(ctx)?,
+            io: process_io::service(ctx)?,
         })
     }
 }

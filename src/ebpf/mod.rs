@@ -13,6 +13,8 @@
 //!   out, switched off, no BTF, missing capabilities), worded as sentences
 //!   rather than the errno a failed `bpf()` call would give.
 
+pub mod process_io;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
