@@ -36,7 +36,7 @@ pub const NETWORK: &str = "network";
 pub const DISK: &str = "disk";
 
 /// How often the poller thread drains the exit ring buffer.
-pub const POLL: std::time::Duration = std::time::Duration::from_millis(200);
+pub const POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The `ebpf_io` collector's section: sizes of the kernel-side maps. The
 /// maps are LRU hashes, so these bound memory however many processes run;
@@ -53,8 +53,9 @@ pub struct ProcessIoConfig {
     /// to it (about 16 bytes each).
     pub max_sockets: u32,
     /// Ring buffer for the final counters of exiting processes, in KiB
-    /// (rounded up to a power of two pages); about 176 bytes per exit.
-    /// Drained every 200 ms; an exit that finds it full is counted in
+    /// (rounded up to a power of two); 232 bytes per exit.
+    /// Drained every 100 ms, so the default holds about 4,500 exits in
+    /// that time; an exit that finds it full is counted in
     /// herakles_ebpf_events_dropped_total.
     pub exit_buffer_kb: u32,
 }
@@ -64,7 +65,7 @@ impl Default for ProcessIoConfig {
         ProcessIoConfig {
             max_processes: 10240,
             max_sockets: 16384,
-            exit_buffer_kb: 256,
+            exit_buffer_kb: 1024,
         }
     }
 }
@@ -334,9 +335,27 @@ impl ProcessIo {
         self.loader.active()
     }
 
-    /// Entries in the network and block maps now, for tests and the bench.
-    pub fn map_entries(&self) -> Option<(usize, usize)> {
-        self.loader.read().map(|r| (r.net.len(), r.io.len()))
+    /// The tgids in the network and block maps now, for tests and the
+    /// bench to check that exited processes are gone.
+    pub fn tracked(&self) -> Option<(Vec<u32>, Vec<u32>)> {
+        let raw = self.read()?;
+        Some((
+            raw.net.keys().copied().collect(),
+            raw.io.keys().copied().collect(),
+        ))
+    }
+
+    /// The maps' contents with this read's exit records folded into the
+    /// group totals (they supersede the live entries read just before).
+    fn read(&self) -> Option<Raw> {
+        let mut raw = self.loader.read()?;
+        let exited = std::mem::take(&mut raw.exited);
+        for e in &exited {
+            raw.net.remove(&e.tgid);
+            raw.io.remove(&e.tgid);
+        }
+        fold_exited(&self.groups, &self.classifier, &self.table, exited);
+        Some(raw)
     }
 
     /// This scrape's view, computed by the first collector that asks;
@@ -349,14 +368,7 @@ impl ProcessIo {
 
     fn compute(&self, ctx: &ScrapeContext) -> Option<IoView> {
         let procs = self.table.view(ctx);
-        let mut raw = self.loader.read()?;
-        let exited = std::mem::take(&mut raw.exited);
-        for e in &exited {
-            // The final record supersedes the live entry read just before.
-            raw.net.remove(&e.tgid);
-            raw.io.remove(&e.tgid);
-        }
-        fold_exited(&self.groups, &self.classifier, &self.table, exited);
+        let raw = self.read()?;
         let mut g = self.groups.lock().unwrap_or_else(|e| e.into_inner());
 
         let mut out = Vec::new();
