@@ -568,3 +568,28 @@ fn without_privilege_ebpf_is_absent_and_the_rest_serves() {
         assert!(reason.contains("CAP_BPF"), "{part} reason: {reason}");
     }
 }
+
+#[test]
+fn check_ebpf_loads_and_attaches_each_part() {
+    let _serial = serial();
+    if !can_run() {
+        return;
+    }
+    let exe = env!("CARGO_BIN_EXE_herakles-node-exporter");
+    let out = Command::new(exe)
+        .args(["--no-config", "--disable-ebpf-disk", "check", "--ebpf"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("PASS  eBPF network") && l.contains("tp_btf/sock_send_length")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("SKIP  eBPF disk") && l.contains("enable_ebpf_disk")),
+        "{text}"
+    );
+}

@@ -169,3 +169,27 @@ inventory::submit! {
         env!("CARGO_PKG_NAME"),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_loads() {
+        let path = format!(
+            "{}/config/collectors/ebpf_io.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let file = crate::config::load_file(path.as_ref()).unwrap();
+        let section = &file.config.collectors.0["ebpf_io"];
+        assert!(section.enabled);
+        let config = section
+            .config
+            .as_any()
+            .downcast_ref::<ProcessIoConfig>()
+            .unwrap();
+        assert_eq!(config.max_processes, 20480);
+        assert_eq!(config.max_sockets, 32768);
+        assert_eq!(config.exit_buffer_kb, 2048);
+    }
+}
