@@ -80,13 +80,15 @@ struct {
 	__type(value, struct io_counts);
 } io_stats SEC(".maps");
 
-/* struct sock address -> tgid that last sent or received on it, so a drop
- * (which happens in softirq context, with no useful "current") can be
- * credited to the socket's process. */
+/* Per socket: the tgid that last sent or received on it, so a drop (which
+ * happens in softirq context, with no useful "current") can be credited to
+ * the socket's process. Socket-local storage lives and dies with the socket:
+ * no size to choose, no stale entry when a socket address is reused, and a
+ * lookup is a pointer chase rather than a hash. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, __u32);
 } sock_owner SEC(".maps");
 
@@ -156,11 +158,12 @@ static __always_inline void on_net(struct sock *sk, int ret, bool tx)
 		__sync_fetch_and_add(&v->rx_packets, 1);
 	}
 	if (track_drops) {
-		__u64 key = (__u64)sk;
-		__u32 *owner = bpf_map_lookup_elem(&sock_owner, &key);
-		if (!owner || *owner != tgid)
-			if (bpf_map_update_elem(&sock_owner, &key, &tgid, BPF_ANY))
-				bump(STAT_DROPPED);
+		__u32 *owner = bpf_sk_storage_get(&sock_owner, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (owner) {
+			if (*owner != tgid)
+				*owner = tgid;
+		} else
+			bump(STAT_DROPPED);
 	}
 }
 
@@ -189,8 +192,7 @@ int BPF_PROG(on_drop, struct sk_buff *skb, void *location, int reason, struct so
 		sk = skb->sk;
 	if (!sk)
 		return 0;
-	__u64 key = (__u64)sk;
-	__u32 *owner = bpf_map_lookup_elem(&sock_owner, &key);
+	__u32 *owner = bpf_sk_storage_get(&sock_owner, sk, 0, 0);
 	if (!owner)
 		return 0;
 	__u32 tgid = *owner;

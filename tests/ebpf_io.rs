@@ -229,6 +229,20 @@ fn role() {
             say("sent");
             hold();
         }
+        "udp_sink" => {
+            // Reads one datagram (so the socket is known to be ours), then
+            // stops reading; prints the kernel's drop count for the socket
+            // when asked (any line on stdin).
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let port = s.local_addr().unwrap().port();
+            say(port);
+            s.recv(&mut [0u8; 64]).unwrap();
+            say("ready");
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).unwrap();
+            say(udp_socket_drops(port));
+            hold();
+        }
         "direct_write" => {
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
@@ -255,6 +269,23 @@ fn role() {
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
+}
+
+/// The `drops` column of the IPv4 UDP socket bound to `port`, from
+/// `/proc/net/udp` (the kernel's own per-socket drop counter).
+fn udp_socket_drops(port: u16) -> u64 {
+    let local = format!(":{port:04X}");
+    std::fs::read_to_string("/proc/net/udp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .find(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|a| a.ends_with(&local))
+        })
+        .and_then(|l| l.split_whitespace().last()?.parse().ok())
+        .expect("our socket in /proc/net/udp")
 }
 
 /// A sender/receiver pair moving exactly 16 MiB; checks each side's bytes
@@ -592,4 +623,61 @@ fn check_ebpf_loads_and_attaches_each_part() {
             .any(|l| l.starts_with("SKIP  eBPF disk") && l.contains("enable_ebpf_disk")),
         "{text}"
     );
+}
+
+#[test]
+fn udp_receive_buffer_drops_credited_to_the_receiver() {
+    let _serial = serial();
+    if !can_run() {
+        return;
+    }
+    let exporter = Exporter::new();
+    let mut sink = Kid::start("udp_sink", &[]);
+    let port: u16 = sink.line().parse().unwrap();
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.connect(("127.0.0.1", port)).unwrap();
+    s.send(b"hello").unwrap();
+    assert_eq!(sink.line(), "ready");
+    // Far more than any receive buffer holds: most of these are dropped.
+    let datagram = [0u8; 1024];
+    for _ in 0..20_000 {
+        s.send(&datagram).unwrap();
+    }
+    writeln!(sink.stdin.as_ref().unwrap(), "count").unwrap();
+    let kernel: f64 = sink.line().parse().unwrap();
+    let after = exporter.scrape();
+    let pid = sink.pid().to_string();
+    let ours = after
+        .value(
+            "herakles_net_process_dropped_total",
+            &[
+                ("pid", &pid),
+                ("comm", &comm_of(sink.pid())),
+                ("group", &label_of(&after, &pid, "group")),
+                ("subgroup", &label_of(&after, &pid, "subgroup")),
+            ],
+        )
+        .unwrap_or(0.0);
+    println!("udp sink {pid}: kernel counted {kernel} drops on the socket, we credited {ours}");
+    assert!(kernel > 1000.0, "the test did not overflow the buffer");
+    assert_eq!(ours, kernel, "every drop credited to the receiver");
+}
+
+fn comm_of(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// Label `key` of the per-process network series of `pid`.
+fn label_of(c: &Collected, pid: &str, key: &str) -> String {
+    c.samples
+        .iter()
+        .find_map(|(n, l, _)| {
+            (n == "herakles_net_process_dropped_total"
+                && l.iter().any(|(k, v)| k == "pid" && v == pid))
+            .then(|| l.iter().find(|(k, _)| k == key).unwrap().1.clone())
+        })
+        .unwrap_or_default()
 }

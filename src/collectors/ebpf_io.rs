@@ -189,7 +189,6 @@ mod tests {
             .downcast_ref::<ProcessIoConfig>()
             .unwrap();
         assert_eq!(config.max_processes, 20480);
-        assert_eq!(config.max_sockets, 32768);
         assert_eq!(config.exit_buffer_kb, 2048);
     }
 }

@@ -49,9 +49,6 @@ pub struct ProcessIoConfig {
     /// exited processes are removed when they exit, so this is the number of
     /// live processes that do I/O, with headroom.
     pub max_processes: u32,
-    /// Sockets whose owning process is remembered so drops can be credited
-    /// to it (about 16 bytes each).
-    pub max_sockets: u32,
     /// Ring buffer for the final counters of exiting processes, in KiB
     /// (rounded up to a power of two); 232 bytes per exit.
     /// Drained every 100 ms, so the default holds about 4,500 exits in
@@ -64,7 +61,6 @@ impl Default for ProcessIoConfig {
     fn default() -> ProcessIoConfig {
         ProcessIoConfig {
             max_processes: 10240,
-            max_sockets: 16384,
             exit_buffer_kb: 1024,
         }
     }
@@ -754,7 +750,6 @@ mod imp {
             let size = |r: libbpf_rs::Result<()>| r.map_err(|e| format!("sizing maps: {e}"));
             size(m.net_stats.set_max_entries(sizes.max_processes.max(1)))?;
             size(m.io_stats.set_max_entries(sizes.max_processes.max(1)))?;
-            size(m.sock_owner.set_max_entries(sizes.max_sockets.max(1)))?;
             let ring = (sizes.exit_buffer_kb.max(4) as usize * 1024).next_power_of_two();
             size(m.exits.set_max_entries(ring as u32))?;
             if let Some(ro) = open.maps.rodata_data.as_deref_mut() {
