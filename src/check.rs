@@ -50,6 +50,12 @@ pub fn run(config: &Config, all: bool, ebpf: bool) -> i32 {
         checks.push(cap_check(&caps, CAP_BPF, "CAP_BPF"));
         checks.push(cap_check(&caps, CAP_PERFMON, "CAP_PERFMON"));
     }
+    let mut skipped = Vec::new();
+    if all || ebpf {
+        let (parts, off) = ebpf_parts(config);
+        checks.extend(parts);
+        skipped = off;
+    }
     let mut failed = 0;
     for c in &checks {
         match &c.result {
@@ -60,8 +66,48 @@ pub fn run(config: &Config, all: bool, ebpf: bool) -> i32 {
             }
         }
     }
+    for (name, why) in &skipped {
+        println!("SKIP  {name}: {why}");
+    }
     println!("{} passed, {} failed", checks.len() - failed, failed);
     i32::from(failed > 0)
+}
+
+/// Load and attach the eBPF programs exactly as the exporter would, report
+/// each part, then detach them. Parts switched off are returned apart
+/// (name, reason): they neither pass nor fail.
+fn ebpf_parts(config: &Config) -> (Vec<Check>, Vec<(String, String)>) {
+    use crate::ebpf::PartState;
+    let paths = herakles_core::Paths {
+        procfs: config.paths.procfs.clone(),
+        sysfs: config.paths.sysfs.clone(),
+        rootfs: config.paths.rootfs.clone(),
+    };
+    let ctx = herakles_core::BuildContext::new(paths, std::sync::Arc::new(config.clone()));
+    let mut checks = Vec::new();
+    let mut off = Vec::new();
+    match crate::ebpf::process_io::service(&ctx) {
+        Ok(io) => io.shutdown(),
+        Err(e) => checks.push(Check {
+            name: "eBPF process I/O".into(),
+            result: Err(e.to_string()),
+        }),
+    }
+    for (part, state) in crate::ebpf::status(&ctx).parts() {
+        let name = format!("eBPF {part} programs load and attach");
+        match state {
+            PartState::Active { detail } => checks.push(Check {
+                name,
+                result: Ok(detail),
+            }),
+            PartState::Failed { reason } => checks.push(Check {
+                name,
+                result: Err(reason),
+            }),
+            PartState::Disabled { reason } => off.push((name, reason)),
+        }
+    }
+    (checks, off)
 }
 
 fn proc_readable(procfs: &Path) -> Result<String, String> {

@@ -5,6 +5,7 @@
 
 pub mod cpu;
 pub mod disk;
+pub mod ebpf_io;
 pub mod filesystem;
 pub mod host;
 pub mod hwmon;

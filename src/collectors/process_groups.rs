@@ -22,6 +22,7 @@ use herakles_core::{
 };
 
 use crate::classify::Classifier;
+use crate::ebpf::process_io::{self, ProcessIo};
 use crate::ebpf::tcp_state::{Owner, TcpState};
 use crate::process::{self, GroupView, ProcessTable, View};
 
@@ -65,6 +66,14 @@ const WRITE_CALLS: Desc = Desc::counter(
     "herakles_group_blkio_write_syscalls_total",
     "Write system calls of the subgroup's processes.",
 );
+const NET_RX: Desc = Desc::counter(
+    "herakles_group_net_rx_bytes_total",
+    "TCP and UDP bytes the subgroup's processes received, including exited ones (eBPF).",
+);
+const NET_TX: Desc = Desc::counter(
+    "herakles_group_net_tx_bytes_total",
+    "TCP and UDP bytes the subgroup's processes sent, including exited ones (eBPF).",
+);
 
 const NET_CONNECTIONS: Desc = Desc::counter(
     "herakles_group_net_connections_total",
@@ -76,6 +85,26 @@ pub struct ProcessGroups {
     table: Arc<ProcessTable>,
     /// Present when TCP state tracking runs.
     connections: Option<Connections>,
+    io: Arc<ProcessIo>,
+}
+
+/// Network rows from the eBPF service; absent when its network part does
+/// not run.
+fn emit_net(io: &ProcessIo, ctx: &ScrapeContext, out: &mut MetricSink) {
+    let Some(view) = io.view(ctx).filter(|v| v.network) else {
+        return;
+    };
+    type Get = fn(&process_io::Net) -> u64;
+    let rows: [(&Desc, Get); 2] = [(&NET_RX, |n| n.rx_bytes), (&NET_TX, |n| n.tx_bytes)];
+    for (desc, get) in rows {
+        let mut f = out.family(desc);
+        for g in &view.groups {
+            f.sample(
+                &[("group", &g.group), ("subgroup", &g.subgroup)],
+                get(&g.net) as f64,
+            );
+        }
+    }
 }
 
 impl Collector for ProcessGroups {
@@ -126,6 +155,7 @@ impl Collector for ProcessGroups {
         if let Some(c) = &self.connections {
             c.collect(ctx, &self.table, &view, out);
         }
+        emit_net(&self.io, ctx, out);
         Ok(())
     }
 
@@ -249,6 +279,7 @@ impl BuildCollector for ProcessGroups {
         Ok(ProcessGroups {
             table: process::table(ctx)?,
             connections,
+            io: process_io::service(ctx)?,
         })
     }
 }

@@ -20,6 +20,7 @@ use herakles_core::{
     Result, ScrapeContext,
 };
 
+use crate::ebpf::process_io::{self, ProcIo, ProcessIo};
 use crate::process::{self, ProcView, ProcessTable};
 
 const TOP_CPU_RATIO: Desc = Desc::gauge(
@@ -46,6 +47,14 @@ const TOP_WRITE: Desc = Desc::counter(
     "herakles_top_blkio_process_write_bytes_total",
     "Processes that caused the most bytes written to storage since they started.",
 );
+const TOP_NET_RX: Desc = Desc::counter(
+    "herakles_top_net_process_rx_bytes_total",
+    "Processes that received the most TCP and UDP bytes since they started (eBPF).",
+);
+const TOP_NET_TX: Desc = Desc::counter(
+    "herakles_top_net_process_tx_bytes_total",
+    "Processes that sent the most TCP and UDP bytes since they started (eBPF).",
+);
 const SUB_RSS: Desc = Desc::gauge(
     "herakles_mem_top_process_rss_bytes",
     "RSS of the largest processes (by RSS) of each subgroup.",
@@ -70,6 +79,41 @@ const SUB_CPU_SECONDS: Desc = Desc::counter(
 /// See the module documentation.
 pub struct ProcessTop {
     table: Arc<ProcessTable>,
+    io: Arc<ProcessIo>,
+}
+
+/// The host-wide network top-N from the eBPF service, with the label shape
+/// of the other `herakles_top_*` rows; absent when its network part does not
+/// run.
+fn emit_net(io: &ProcessIo, ctx: &ScrapeContext, n: usize, out: &mut MetricSink) {
+    let Some(view) = io.view(ctx).filter(|v| v.network) else {
+        return;
+    };
+    type Get = fn(&process_io::Net) -> u64;
+    let rows: [(&Desc, Get); 2] = [(&TOP_NET_RX, |n| n.rx_bytes), (&TOP_NET_TX, |n| n.tx_bytes)];
+    for (desc, get) in rows {
+        let mut ranked: Vec<(u64, &ProcIo)> = view
+            .procs
+            .iter()
+            .filter_map(|p| p.net.as_ref().map(|net| (get(net), p)))
+            .collect();
+        ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.pid.cmp(&b.1.pid)));
+        let mut f = out.family(desc);
+        for (i, (v, p)) in ranked.into_iter().take(n).enumerate() {
+            let rank = (i + 1).to_string();
+            let pid = p.pid.to_string();
+            f.sample(
+                &[
+                    ("group", &p.group),
+                    ("subgroup", &p.subgroup),
+                    ("rank", &rank),
+                    ("pid", &pid),
+                    ("comm", &p.comm),
+                ],
+                v as f64,
+            );
+        }
+    }
 }
 
 type Key = fn(&ProcView) -> Option<f64>;
@@ -178,6 +222,7 @@ impl Collector for ProcessTop {
                 emit(out, desc, &r, value, tck, cpus);
             }
         }
+        emit_net(&self.io, ctx, s.top_n, out);
         Ok(())
     }
 }
@@ -187,6 +232,7 @@ impl BuildCollector for ProcessTop {
     fn build(_: NoConfig, ctx: &BuildContext) -> Result<Self> {
         Ok(ProcessTop {
             table: process::table(ctx)?,
+            io: process_io::service(ctx)?,
         })
     }
 }

@@ -19,8 +19,8 @@
 //! or another namespace's `/proc`.
 //!
 //! With eBPF TCP state tracking active (`enable_tcp_tracking`, see
-//! `crate::ebpf::tcp_state` and docs/ebpf-tcp.md), the states whose every
-//! change fires the `inet_sock_set_state` tracepoint come from the
+//! `crate::ebpf::tcp_state` and docs/ebpf.md, "TCP state tracking"), the
+//! states whose every change fires the `inet_sock_set_state` tracepoint come from the
 //! program's counts, and the dump is filtered by the kernel to the states it
 //! cannot track (SYN_RECV, FIN_WAIT2, TIME_WAIT, CLOSE), which makes a
 //! scrape of a host with many connections much cheaper. The tracked scrape

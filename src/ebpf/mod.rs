@@ -13,6 +13,7 @@
 //!   out, switched off, no BTF, missing capabilities), worded as sentences
 //!   rather than the errno a failed `bpf()` call would give.
 
+pub mod process_io;
 pub mod tcp_state;
 
 use std::collections::BTreeMap;
