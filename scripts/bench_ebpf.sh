@@ -5,8 +5,11 @@
 #   - tcp: one process streams 128 KiB writes to another for SECONDS
 #     (throughput in MiB/s; each write and read is one event);
 #   - udp: one process sends 64-byte datagrams to another as fast as it can
-#     (sends per second; the syscall-heavy case, one event per send and per
-#     receive).
+#     (sends per second; the socket worst case, one event per send and per
+#     receive);
+#   - sys: a syscall-heavy process that touches no socket and no block
+#     device (64-byte pwrite/pread on a page-cached file, getppid), the
+#     typical non-network host load: what attaching costs everyone else.
 # With the programs on it also prints the events per second they handled
 # (herakles_ebpf_events_processed_total over the run) and their kernel CPU
 # time (herakles_ebpf_cpu_seconds_total), then the exporter's own CPU while
@@ -36,7 +39,7 @@ cleanup() {
 trap cleanup EXIT
 
 cat >"$work/load.c" <<'C'
-/* load tcp|udp SECONDS: prints "<units per second> <unit>" */
+/* load tcp|udp|sys SECONDS: prints "<units per second> <unit>" */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -45,6 +48,7 @@ cat >"$work/load.c" <<'C'
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -54,9 +58,32 @@ static double now(void) {
   return t.tv_sec + t.tv_nsec / 1e9;
 }
 
+static int syscalls(double secs) {
+  char path[] = "/tmp/bench_ebpf_sys.XXXXXX";
+  int fd = mkstemp(path);
+  unlink(path);
+  char small[64] = {0};
+  unsigned long long calls = 0;
+  double start = now(), end = start + secs;
+  while (1) {
+    for (int i = 0; i < 256; i++) {
+      pwrite(fd, small, sizeof small, 0);
+      pread(fd, small, sizeof small, 0);
+      getppid();
+      calls += 3;
+    }
+    if (now() >= end)
+      break;
+  }
+  printf("%.0f syscalls/s\n", calls / (now() - start));
+  return 0;
+}
+
 int main(int argc, char **argv) {
-  int tcp = strcmp(argv[1], "tcp") == 0;
   double secs = atof(argv[2]);
+  if (strcmp(argv[1], "sys") == 0)
+    return syscalls(secs);
+  int tcp = strcmp(argv[1], "tcp") == 0;
   struct sockaddr_in a = {.sin_family = AF_INET};
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t len = sizeof a;
@@ -125,7 +152,7 @@ stop_exporter() {
 }
 
 echo "eBPF process I/O overhead: $rounds rounds of ${secs}s per workload and state (median)"
-for w in tcp udp; do
+for w in tcp udp sys; do
   : >"$work/$w.off"
   : >"$work/$w.on"
   : >"$work/$w.eps"
@@ -141,10 +168,11 @@ for w in tcp udp; do
     e1=$(metric herakles_ebpf_events_processed_total)
     c1=$(metric herakles_ebpf_cpu_seconds_total)
     calc "($e1 - $e0) / ($t1 - $t0)" >>"$work/$w.eps"
-    calc "($c1 - $c0) / ($e1 - $e0) * 1000000000" >>"$work/$w.cpu"
+    if [ "$e1" = "$e0" ]; then echo 0 >>"$work/$w.cpu"; else
+      calc "($c1 - $c0) / ($e1 - $e0) * 1000000000" >>"$work/$w.cpu"; fi
     stop_exporter
   done
-  unit=$([ "$w" = tcp ] && echo "MiB/s" || echo "sends/s")
+  case $w in tcp) unit="MiB/s" ;; udp) unit="sends/s" ;; *) unit="calls/s" ;; esac
   off=$(median <"$work/$w.off")
   on=$(median <"$work/$w.on")
   eps=$(median <"$work/$w.eps")
