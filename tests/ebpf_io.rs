@@ -60,9 +60,13 @@ struct Exporter {
 
 impl Exporter {
     fn new() -> Exporter {
+        Exporter::with(ProcessIoConfig::default())
+    }
+
+    fn with(config: ProcessIoConfig) -> Exporter {
         let ctx = BuildContext::new(Paths::default(), Arc::new(Config::default()));
         let collectors: Vec<Box<dyn Collector>> = vec![
-            Box::new(EbpfIo::build(ProcessIoConfig::default(), &ctx).unwrap()),
+            Box::new(EbpfIo::build(config, &ctx).unwrap()),
             Box::new(ProcessGroups::build(NoConfig {}, &ctx).unwrap()),
             Box::new(ProcessTop::build(NoConfig {}, &ctx).unwrap()),
         ];
@@ -680,4 +684,44 @@ fn label_of(c: &Collected, pid: &str, key: &str) -> String {
             .then(|| l.iter().find(|(k, _)| k == key).unwrap().1.clone())
         })
         .unwrap_or_default()
+}
+
+/// herakles_ebpf_cpu_seconds_total needs the host-wide run-time statistics
+/// switch, so it is there only with `cpu_stats: true`, and then it counts
+/// the programs' time on traffic we make.
+#[test]
+fn cpu_seconds_only_with_cpu_stats() {
+    let _serial = serial();
+    if !can_run() {
+        return;
+    }
+    let quiet = Exporter::new();
+    let c = quiet.scrape();
+    assert!(c
+        .value("herakles_ebpf_events_processed_total", &[])
+        .is_some());
+    assert!(c.absent("herakles_ebpf_cpu_seconds_total"), "{}", c.text);
+    drop(quiet);
+
+    let exporter = Exporter::with(ProcessIoConfig {
+        cpu_stats: true,
+        ..ProcessIoConfig::default()
+    });
+    let cpu = |c: &Collected| c.value("herakles_ebpf_cpu_seconds_total", &[]).unwrap();
+    let before = cpu(&exporter.scrape());
+    let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    rx.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    for _ in 0..10_000 {
+        tx.send_to(&buf[..32], rx.local_addr().unwrap()).unwrap();
+        rx.recv(&mut buf).unwrap();
+    }
+    let after = cpu(&exporter.scrape());
+    println!("cpu seconds {before} -> {after} for 20,000 events");
+    // 20,000 program runs take at least a microsecond in all, and far less
+    // than a second.
+    assert!(after - before > 1e-6, "{before} -> {after}");
+    assert!(after - before < 1.0, "{before} -> {after}");
 }

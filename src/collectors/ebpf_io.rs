@@ -57,7 +57,7 @@ const MAPS: Desc = Desc::gauge(
 );
 const CPU: Desc = Desc::counter(
     "herakles_ebpf_cpu_seconds_total",
-    "CPU time spent in the exporter's eBPF programs (kernel run-time statistics).",
+    "CPU time spent in the exporter's eBPF programs (kernel run-time statistics; only with cpu_stats: true).",
 );
 
 /// See the module documentation.
@@ -137,7 +137,9 @@ impl Collector for EbpfIo {
         out.single(&PROCESSED, s.processed as f64);
         out.single(&DROPPED, s.dropped as f64);
         out.single(&MAPS, s.maps as f64);
-        out.single(&CPU, s.cpu_seconds);
+        if let Some(cpu) = s.cpu_seconds {
+            out.single(&CPU, cpu);
+        }
         if self.io.per_process() {
             emit_processes(&view, out);
         }

@@ -55,6 +55,13 @@ pub struct ProcessIoConfig {
     /// that time; an exit that finds it full is counted in
     /// herakles_ebpf_events_dropped_total.
     pub exit_buffer_kb: u32,
+    /// Switch on the kernel's BPF run-time statistics (BPF_ENABLE_STATS)
+    /// while the exporter runs, for herakles_ebpf_cpu_seconds_total. Off by
+    /// default because the switch is host-wide and not free: every run of
+    /// every BPF program on the host then reads the clock twice. Measured on
+    /// a 2-core VM (docs/benchmarks.md), a 64-byte UDP storm lost about 4%
+    /// with an empty program on its tracepoints and 13% with statistics on.
+    pub cpu_stats: bool,
 }
 
 impl Default for ProcessIoConfig {
@@ -62,6 +69,7 @@ impl Default for ProcessIoConfig {
         ProcessIoConfig {
             max_processes: 10240,
             exit_buffer_kb: 1024,
+            cpu_stats: false,
         }
     }
 }
@@ -123,7 +131,8 @@ pub struct Stats {
     pub processed: u64,
     pub dropped: u64,
     pub maps: u64,
-    pub cpu_seconds: f64,
+    /// Present while run-time statistics are on (`cpu_stats`).
+    pub cpu_seconds: Option<f64>,
 }
 
 /// Everything one scrape exports, after search_mode/disable_others.
@@ -544,7 +553,8 @@ mod imp {
         stop: Arc<AtomicBool>,
         poller: Option<JoinHandle<()>>,
         /// BPF_ENABLE_STATS: run-time accounting lasts while this fd is open.
-        _stats: Option<OwnedFd>,
+        /// Holds BPF run-time statistics on (`cpu_stats`) while it lives.
+        stats_fd: Option<OwnedFd>,
         network: bool,
         disk: bool,
     }
@@ -690,13 +700,15 @@ mod imp {
                     .sum();
             }
         }
-        let ns: u64 = l
-            .skel
-            .object()
-            .progs()
-            .map(|p| run_time_ns(p.as_fd()))
-            .sum();
-        s.cpu_seconds = ns as f64 / 1e9;
+        if l.stats_fd.is_some() {
+            let ns: u64 = l
+                .skel
+                .object()
+                .progs()
+                .map(|p| run_time_ns(p.as_fd()))
+                .sum();
+            s.cpu_seconds = Some(ns as f64 / 1e9);
+        }
         s
     }
 
@@ -717,7 +729,7 @@ mod imp {
     }
 
     /// Turn on run-time accounting of BPF programs for as long as the fd
-    /// lives; `None` if the kernel refuses (then cpu seconds stay 0).
+    /// lives; `None` if the kernel refuses (then the cpu seconds are absent).
     fn enable_stats() -> Option<OwnedFd> {
         // SAFETY: plain syscall wrapper; a non-negative return is a new fd
         // we own.
@@ -869,7 +881,11 @@ mod imp {
                 ring,
                 stop,
                 poller: Some(poller),
-                _stats: enable_stats(),
+                stats_fd: if sizes.cpu_stats {
+                    enable_stats()
+                } else {
+                    None
+                },
                 network,
                 disk,
             },
