@@ -98,6 +98,18 @@ fn unknown_key_in_a_plugin_section_is_an_error_at_its_line() {
     }
 }
 
+/// Every interface's qdiscs and the TC programs attached anywhere.
+fn host_tc_state() -> String {
+    let out = |cmd: &str, args: &[&str]| {
+        Command::new(cmd)
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_else(|e| format!("{cmd}: {e}"))
+    };
+    out("tc", &["qdisc", "show"]) + &out("bpftool", &["net", "show"])
+}
+
 #[test]
 fn no_collector_flag_removes_its_series() {
     for p in linked() {
@@ -108,7 +120,16 @@ fn no_collector_flag_removes_its_series() {
             p.collector
         );
 
+        let host_before = host_tc_state();
         let body = Running::start(&[&on]).get("/metrics").text();
+        // Stopping the exporter (SIGTERM) undoes what a plugin did to the
+        // host: netprobe's filters and any clsact qdisc it created.
+        assert_eq!(
+            host_tc_state(),
+            host_before,
+            "{} changed the host",
+            p.collector
+        );
         assert!(body.contains(&success), "{} did not run", p.collector);
         // Without the privileges its source needs, a plugin fails with a
         // reason and writes nothing; its own series are only checked when it

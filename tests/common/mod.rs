@@ -133,7 +133,19 @@ impl Running {
 }
 
 impl Drop for Running {
+    /// Stop it the way an operator would, with SIGTERM, so collectors that
+    /// change the host (netprobe's TC filters) undo it; SIGKILL only if it
+    /// has not exited after 10 s (it must within 5 s; a test checks that).
     fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
