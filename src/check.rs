@@ -6,12 +6,7 @@
 use std::path::Path;
 
 use crate::config::Config;
-
-/// Linux capability numbers (`include/uapi/linux/capability.h`).
-const CAP_DAC_READ_SEARCH: u32 = 2;
-const CAP_SYS_PTRACE: u32 = 19;
-const CAP_PERFMON: u32 = 38;
-const CAP_BPF: u32 = 39;
+use crate::util::caps::{self, CAP_BPF, CAP_DAC_READ_SEARCH, CAP_PERFMON, CAP_SYS_PTRACE};
 
 struct Check {
     name: String,
@@ -21,7 +16,7 @@ struct Check {
 pub fn run(config: &Config, all: bool, ebpf: bool) -> i32 {
     let procfs = &config.paths.procfs;
     let mut checks = Vec::new();
-    let caps = effective_caps(procfs);
+    let caps = caps::effective();
     if all || !ebpf {
         checks.push(Check {
             name: format!("{} readable", procfs.display()),
@@ -173,18 +168,9 @@ fn others_smaps_readable(procfs: &Path) -> Result<String, String> {
     Err(first_error.unwrap_or_else(|| "no other process to test with".into()))
 }
 
-fn effective_caps(procfs: &Path) -> Result<u64, String> {
-    let status = std::fs::read_to_string(procfs.join("self/status")).map_err(|e| e.to_string())?;
-    let hex = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .ok_or("no CapEff line in self/status")?;
-    u64::from_str_radix(hex.trim(), 16).map_err(|e| e.to_string())
-}
-
 fn cap_check(caps: &Result<u64, String>, bit: u32, name: &str) -> Check {
     let result = match caps {
-        Ok(c) if c & (1 << bit) != 0 => Ok("held".to_string()),
+        Ok(c) if caps::has(*c, bit) => Ok("held".to_string()),
         Ok(_) => Err("not held".to_string()),
         Err(e) => Err(format!("cannot read capabilities: {e}")),
     };

@@ -55,3 +55,30 @@ mod tests {
         );
     }
 }
+
+/// Linux capabilities of this process, for `check` and the eBPF preflight.
+pub mod caps {
+    /// Capability numbers (`include/uapi/linux/capability.h`).
+    pub const CAP_DAC_READ_SEARCH: u32 = 2;
+    pub const CAP_SYS_PTRACE: u32 = 19;
+    pub const CAP_SYS_ADMIN: u32 = 21;
+    pub const CAP_PERFMON: u32 = 38;
+    pub const CAP_BPF: u32 = 39;
+
+    /// This process's effective set from `/proc/self/status`. Always the
+    /// real `/proc`, never `--path.procfs`: a host's procfs mounted in a
+    /// container describes the host's processes, not the exporter.
+    pub fn effective() -> Result<u64, String> {
+        let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
+        let hex = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .ok_or("no CapEff line in /proc/self/status")?;
+        u64::from_str_radix(hex.trim(), 16).map_err(|e| e.to_string())
+    }
+
+    /// Whether `caps` holds capability `bit`.
+    pub fn has(caps: u64, bit: u32) -> bool {
+        caps & (1u64 << bit) != 0
+    }
+}

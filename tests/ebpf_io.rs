@@ -43,7 +43,7 @@ fn can_run() -> bool {
         eprintln!("SKIPPED: no /sys/kernel/btf/vmlinux, the eBPF programs cannot load here");
         return false;
     }
-    let caps = herakles_node_exporter::ebpf::effective_caps().unwrap_or(0);
+    let caps = herakles_node_exporter::util::caps::effective().unwrap_or(0);
     if caps & (1 << 39) == 0 && caps & (1 << 21) == 0 {
         eprintln!("SKIPPED: no CAP_BPF/CAP_SYS_ADMIN, the eBPF programs cannot load here");
         return false;

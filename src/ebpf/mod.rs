@@ -23,11 +23,7 @@ use herakles_core::{BuildContext, Paths};
 use serde::Serialize;
 
 use crate::config::Config;
-
-/// Linux capability numbers (`include/uapi/linux/capability.h`).
-const CAP_SYS_ADMIN: u32 = 21;
-const CAP_PERFMON: u32 = 38;
-const CAP_BPF: u32 = 39;
+use crate::util::caps::{self, CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN};
 
 /// Whether one part runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -130,11 +126,10 @@ pub fn preflight(
             ),
         });
     }
-    // Our own capabilities, so always the real /proc, not --path.procfs.
-    let caps = effective_caps().map_err(|e| PartState::Failed {
+    let caps = caps::effective().map_err(|e| PartState::Failed {
         reason: format!("cannot read our capabilities: {e}"),
     })?;
-    let has = |bit: u32| caps & (1u64 << bit) != 0;
+    let has = |bit: u32| caps::has(caps, bit);
     if !(has(CAP_SYS_ADMIN) || has(CAP_BPF) && has(CAP_PERFMON)) {
         return Err(PartState::Failed {
             reason: "missing CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN): run as root or \
@@ -143,14 +138,4 @@ pub fn preflight(
         });
     }
     Ok(())
-}
-
-/// This process's effective capability set from `/proc/self/status`.
-pub fn effective_caps() -> Result<u64, String> {
-    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
-    let hex = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .ok_or("no CapEff line in /proc/self/status")?;
-    u64::from_str_radix(hex.trim(), 16).map_err(|e| e.to_string())
 }
