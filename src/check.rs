@@ -73,12 +73,7 @@ pub fn run(config: &Config, all: bool, ebpf: bool) -> i32 {
 /// (name, reason): they neither pass nor fail.
 fn ebpf_parts(config: &Config) -> (Vec<Check>, Vec<(String, String)>) {
     use crate::ebpf::PartState;
-    let paths = herakles_core::Paths {
-        procfs: config.paths.procfs.clone(),
-        sysfs: config.paths.sysfs.clone(),
-        rootfs: config.paths.rootfs.clone(),
-    };
-    let ctx = herakles_core::BuildContext::new(paths, std::sync::Arc::new(config.clone()));
+    let ctx = crate::cli::build_context(config);
     let mut checks = Vec::new();
     let mut off = Vec::new();
     match crate::ebpf::process_io::service(&ctx) {
@@ -88,6 +83,7 @@ fn ebpf_parts(config: &Config) -> (Vec<Check>, Vec<(String, String)>) {
             result: Err(e.to_string()),
         }),
     }
+    crate::ebpf::tcp_state::TcpState::get(&ctx).shutdown();
     for (part, state) in crate::ebpf::status(&ctx).parts() {
         let name = format!("eBPF {part} programs load and attach");
         match state {

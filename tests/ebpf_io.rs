@@ -627,6 +627,12 @@ fn check_ebpf_loads_and_attaches_each_part() {
             .any(|l| l.starts_with("SKIP  eBPF disk") && l.contains("enable_ebpf_disk")),
         "{text}"
     );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("PASS  eBPF tcp_tracking")
+                && l.contains("tp_btf/inet_sock_set_state")),
+        "{text}"
+    );
 }
 
 #[test]
