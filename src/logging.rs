@@ -25,5 +25,42 @@ pub fn init(level: LogLevel, format: LogFormat) {
         std::panic::set_hook(Box::new(|info| {
             tracing::error!(target: "panic", "{info}");
         }));
+        #[cfg(any(feature = "ebpf", feature = "netprobe"))]
+        libbpf::route_to_log();
+    }
+}
+
+/// libbpf prints its warnings ("failed to load BPF skeleton", verifier
+/// logs) straight to standard error unless given a print function, which
+/// would put raw lines between our JSON ones.
+///
+/// The print function is process-wide: libbpf is one C library however many
+/// crates load programs through it, so this one call also covers the
+/// plugins (netprobe) that depend on herakles-core alone and know nothing
+/// of our logger.
+#[cfg(any(feature = "ebpf", feature = "netprobe"))]
+mod libbpf {
+    use libbpf_rs::PrintLevel;
+
+    pub fn route_to_log() {
+        // libbpf formats each message before handing it over, so ask only
+        // for the levels the log would keep (`RUST_LOG=libbpf=debug` shows
+        // its debug output).
+        let min = match tracing::level_filters::LevelFilter::current() {
+            f if f >= tracing::Level::DEBUG => PrintLevel::Debug,
+            f if f >= tracing::Level::INFO => PrintLevel::Info,
+            _ => PrintLevel::Warn,
+        };
+        libbpf_rs::set_print(Some((min, print)));
+    }
+
+    fn print(level: PrintLevel, message: String) {
+        let message = message.trim_end();
+        let message = message.strip_prefix("libbpf: ").unwrap_or(message);
+        match level {
+            PrintLevel::Warn => tracing::warn!(target: "libbpf", "{message}"),
+            PrintLevel::Info => tracing::info!(target: "libbpf", "{message}"),
+            PrintLevel::Debug => tracing::debug!(target: "libbpf", "{message}"),
+        }
     }
 }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::{get, parse, value, Running};
 use herakles_netprobe::NetprobeConfig;
+use nix::sys::signal::Signal;
 
 const BIN: &str = env!("CARGO_BIN_EXE_herakles-node-exporter");
 
@@ -65,14 +66,44 @@ fn tc_state(dev: &str) -> String {
 
 /// A config file enabling netprobe on `lo` with a short interval.
 fn config_file() -> tempfile::NamedTempFile {
+    config_file_for("[lo]")
+}
+
+/// A config file enabling netprobe on `interfaces` (YAML list).
+fn config_file_for(interfaces: &str) -> tempfile::NamedTempFile {
     let file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
     std::fs::write(
         file.path(),
-        "collectors:\n  netprobe:\n    enabled: true\n    interfaces: [lo]\n    \
-         collection_interval: 0.2\n",
+        format!(
+            "collectors:\n  netprobe:\n    enabled: true\n    interfaces: {interfaces}\n    \
+             collection_interval: 0.2\n"
+        ),
     )
     .unwrap();
     file
+}
+
+/// The exporter without any capability (although still uid 0), its stderr
+/// piped.
+fn spawn_unprivileged(config: &tempfile::NamedTempFile, args: &[&str]) -> std::process::Child {
+    Command::new("setpriv")
+        .args([
+            "--bounding-set=-all",
+            "--inh-caps=-all",
+            "--ambient-caps=-all",
+            BIN,
+            "-c",
+            config.path().to_str().unwrap(),
+            "-p",
+            "0",
+            "--bind",
+            "127.0.0.1",
+        ])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 #[test]
@@ -158,13 +189,7 @@ fn exporter_counts_lo_traffic_and_cleans_up_on_sigterm() {
         // Other collectors are unaffected.
         assert!(value(&after, "herakles_system_memory_total_bytes", &[]).unwrap() > 0.0);
 
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(exporter.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        let mut exporter = exporter;
-        let status = exporter.child.wait().unwrap();
+        let status = stop(exporter, Signal::SIGTERM);
         assert!(status.success(), "{status}");
         assert_eq!(tc_state("lo"), pristine);
     });
@@ -178,24 +203,7 @@ fn exporter_without_privileges_reports_netprobe_down() {
     in_netns(|| {
         let pristine = tc_state("lo");
         let config = config_file();
-        // No capabilities at all, although still uid 0.
-        let mut child = Command::new("setpriv")
-            .args([
-                "--bounding-set=-all",
-                "--inh-caps=-all",
-                "--ambient-caps=-all",
-                BIN,
-                "-c",
-                config.path().to_str().unwrap(),
-                "-p",
-                "0",
-                "--bind",
-                "127.0.0.1",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_unprivileged(&config, &[]);
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let mut reason = None;
         let addr: SocketAddr = loop {
@@ -223,5 +231,155 @@ fn exporter_without_privileges_reports_netprobe_down() {
         let _ = child.kill();
         let _ = child.wait();
         assert_eq!(tc_state("lo"), pristine);
+    });
+}
+
+/// libbpf's own messages (here: why the netprobe skeleton did not load)
+/// are log lines in the chosen format, not raw text between them.
+#[test]
+fn libbpf_messages_are_log_lines_in_the_chosen_format() {
+    if !able() {
+        return;
+    }
+    in_netns(|| {
+        let config = config_file();
+        for format in ["json", "text"] {
+            let mut child = spawn_unprivileged(&config, &["--log-format", format]);
+            let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+            let mut seen = Vec::new();
+            for line in lines.by_ref() {
+                let line = line.unwrap();
+                let listening = line.contains("listening on http://");
+                seen.push(line);
+                if listening {
+                    break;
+                }
+            }
+            wait_for_sigterm_handler(child.id());
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                Signal::SIGTERM,
+            )
+            .unwrap();
+            // Everything it logs until it exits.
+            seen.extend(lines.map(Result::unwrap));
+            assert!(child.wait().unwrap().success());
+            let all = seen.join("\n");
+            let from_libbpf: Vec<&String> = if format == "json" {
+                for line in &seen {
+                    let v: serde_json::Value = serde_json::from_str(line)
+                        .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}\n{all}"));
+                    assert!(v["level"].is_string() && v["target"].is_string(), "{line}");
+                }
+                seen.iter()
+                    .filter(|l| {
+                        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                        v["target"] == "libbpf" && v["level"] == "WARN"
+                    })
+                    .collect()
+            } else {
+                for line in &seen {
+                    assert!(
+                        !line.starts_with("libbpf"),
+                        "raw libbpf output: {line}\n{all}"
+                    );
+                }
+                seen.iter()
+                    .filter(|l| l.contains(" WARN libbpf: "))
+                    .collect()
+            };
+            assert!(
+                from_libbpf
+                    .iter()
+                    .any(|l| l.contains("failed to load BPF skeleton 'netprobe_bpf'")),
+                "{format}: no libbpf warning about the netprobe skeleton in:\n{all}"
+            );
+        }
+    });
+}
+
+/// Wait until process `pid` catches SIGTERM. The exporter logs "listening"
+/// from its server task, a moment before its main task installs the
+/// handler; a SIGTERM in between would kill it the default way, with no
+/// chance to take its filters off.
+fn wait_for_sigterm_handler(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let caught = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .map(|mask| u64::from_str_radix(mask.trim(), 16).unwrap())
+            .unwrap();
+        if caught & (1 << (libc::SIGTERM - 1)) != 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no SIGTERM handler after 10s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Send `signal` to the exporter and wait for it to exit.
+fn stop(exporter: Running, signal: Signal) -> std::process::ExitStatus {
+    let mut exporter = std::mem::ManuallyDrop::new(exporter);
+    if signal == Signal::SIGTERM {
+        wait_for_sigterm_handler(exporter.child.id());
+    }
+    let pid = nix::unistd::Pid::from_raw(exporter.child.id() as i32);
+    nix::sys::signal::kill(pid, signal).unwrap();
+    // Not dropped: its Drop would signal a pid that is no longer its.
+    exporter.child.wait().unwrap()
+}
+
+/// The qdisc and filter lists of every interface of the namespace.
+fn tc_state_all() -> String {
+    let mut state = sh("tc qdisc show");
+    // `ip`, not /sys/class/net: sysfs shows the namespace it was mounted in.
+    for dev in sh("ip -o link show | cut -d: -f2 | cut -d@ -f1").split_whitespace() {
+        state.push_str(&tc_state(dev));
+    }
+    state
+}
+
+/// Exporters killed with SIGKILL cannot take their filters off; the next
+/// one to start clears what they left, and when it stops, no clsact qdisc
+/// and no filter of ours remains on any interface.
+#[test]
+fn sigkilled_instances_leave_nothing_after_a_clean_restart_and_stop() {
+    if !able() {
+        return;
+    }
+    in_netns(|| {
+        sh("ip link add np0 type veth peer name np0p");
+        sh("ip link add np1 type veth peer name np1p");
+        // One interface with a clsact qdisc and a filter of someone else's.
+        sh("tc qdisc add dev np1 clsact");
+        sh("tc filter add dev np1 ingress pref 3 bpf bytecode '1,6 0 0 0,'");
+        let pristine = tc_state_all();
+        // Every interface: lo, both veth pairs.
+        let config = config_file_for("[]");
+        let args = ["-c", config.path().to_str().unwrap()];
+        // Two overlapping instances, both killed.
+        let first = Running::start(&args);
+        let second = Running::start(&args);
+        for dev in ["lo", "np0", "np0p", "np1", "np1p"] {
+            let state = tc_state(dev);
+            assert_eq!(state.matches("netprobe_egress:[").count(), 2, "{state}");
+        }
+        stop(first, Signal::SIGKILL);
+        stop(second, Signal::SIGKILL);
+        let left = tc_state_all();
+        assert!(left.contains("netprobe_ingres:["), "{left}");
+
+        let clean = Running::start(&args);
+        for dev in ["lo", "np0", "np0p", "np1", "np1p"] {
+            let state = tc_state(dev);
+            assert_eq!(state.matches("netprobe_ingres:[").count(), 1, "{state}");
+            assert_eq!(state.matches("netprobe_egress:[").count(), 1, "{state}");
+        }
+        let s = parse(&clean.get("/metrics").text());
+        assert_eq!(value(&s, "netprobe_up", &[]), Some(1.0));
+        assert!(stop(clean, Signal::SIGTERM).success());
+        assert_eq!(tc_state_all(), pristine);
     });
 }

@@ -15,7 +15,9 @@
 //! values belong to `netprobe_last_collection_timestamp_seconds`, and the
 //! rates are over exactly one interval.
 
+mod clsact;
 mod probe;
+mod rtnetlink;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,7 +30,7 @@ use herakles_core::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use probe::FILTER_HANDLE;
+pub use clsact::{FILTER_HANDLE, MARKER_CHAIN};
 use probe::{Mode, Probe, Settings, Snapshot, EGRESS, INGRESS};
 
 const PACKETS: Desc = Desc::counter(
@@ -53,7 +55,13 @@ const ACTIVE: Desc = Desc::gauge(
 );
 const UP: Desc = Desc::gauge(
     "netprobe_up",
-    "1 if the netprobe TC programs are loaded and the last collection read them, else 0.",
+    "1 if the netprobe TC programs are loaded and every selected interface was counted \
+     throughout the last collection interval, else 0.",
+);
+const LOST: Desc = Desc::counter(
+    "netprobe_filters_lost_total",
+    "Times a TC filter or tcx link of ours was found removed or replaced by someone else \
+     (the interface is then attached again).",
 );
 const COLLECTIONS: Desc = Desc::counter(
     "netprobe_collection_total",
@@ -82,14 +90,16 @@ pub struct NetprobeConfig {
     /// interfaces are noticed within it.
     pub collection_interval: f64,
     /// How the programs hook into TC. `clsact`: a filter in the interface's
-    /// clsact qdisc, created if missing and then removed again; works on
-    /// any kernel with BTF. `tcx`: a tcx link (kernel 6.6 or later), no
-    /// qdisc involved, and the kernel removes it if the exporter is killed.
+    /// clsact qdisc, created if missing and removed again by the last
+    /// netprobe to leave it; works on any kernel with BTF. `tcx`: a tcx
+    /// link (kernel 6.6 or later), no qdisc involved, and the kernel
+    /// removes it if the exporter is killed.
     pub attach: Attach,
     /// Priority of our clsact filters (1-65535; lower runs earlier). Packets a
     /// filter of lower priority drops or redirects never reach ours. Change
-    /// it only if another filter already holds our handle (0x4e50) at this
-    /// priority; the exporter logs that case.
+    /// it only if another filter already holds our handle (0x4e500000 and
+    /// up, one per running netprobe) at this priority; the exporter logs
+    /// that case.
     pub tc_priority: u16,
 }
 
@@ -136,6 +146,7 @@ impl Collector for Netprobe {
             return Ok(());
         }
         out.single(&COLLECTIONS, snap.collections as f64);
+        out.single(&LOST, snap.hooks_lost as f64);
         out.single(&LAST_COLLECTION, snap.last_collection_unix);
         for iface in &snap.interfaces {
             if self.active_only && !iface.active {
@@ -233,10 +244,21 @@ impl BuildCollector for Netprobe {
         ctx.health_section("netprobe", move || {
             let snap = shown.lock().unwrap_or_else(|e| e.into_inner());
             let interfaces: Vec<&str> = snap.interfaces.iter().map(|i| i.name.as_str()).collect();
+            let last_loss = snap.last_loss.as_ref().map(|l| {
+                serde_json::json!({
+                    "interface": l.interface,
+                    "what": l.what,
+                    "unix_time": l.unix,
+                })
+            });
             serde_json::json!({
                 "up": snap.up,
                 "attach": mode,
+                "filter_handle": snap.filter_handle.map(|h| format!("{h:#x}")),
                 "interfaces": interfaces,
+                "not_counted": snap.not_counted,
+                "filters_lost": snap.hooks_lost,
+                "last_filter_lost": last_loss,
                 "error": failure,
             })
         });

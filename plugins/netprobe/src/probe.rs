@@ -1,5 +1,5 @@
-//! The long-lived part: one thread that owns the eBPF programs, keeps a TC
-//! filter on every selected interface and reads the counters every
+//! The long-lived part: one thread that owns the eBPF programs, keeps our
+//! hooks on every selected interface and reads the counters every
 //! collection interval.
 //!
 //! Everything that touches the kernel happens on this one thread, for two
@@ -8,6 +8,14 @@
 //! unsafe `Send`. And TC attachment goes through rtnetlink, which works in
 //! the network namespace of the calling thread: attach, rescan and detach
 //! must all see the same namespace, the one the collector was built in.
+//!
+//! Each collection also checks that our hooks are still in place: anyone
+//! with `CAP_NET_ADMIN` can delete a clsact filter (`tc filter del`, or the
+//! whole qdisc), and a program that is no longer attached counts nothing
+//! while its map still reads fine. A lost hook is re-attached at once,
+//! counted in `netprobe_filters_lost_total`, shown in `/health`, and the
+//! collection that found it reports `netprobe_up 0`, since its interval
+//! missed packets.
 //!
 //! Scrapes never touch the kernel; they copy the latest [`Snapshot`].
 
@@ -22,26 +30,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use libbpf_rs::libbpf_sys;
+use libbpf_rs::query::{LinkInfo, LinkTypeInfo};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{
-    AsRawLibbpf, Link, MapCore, MapFlags, OpenObject, ProgramAttachType, TcHook, TC_EGRESS,
-    TC_INGRESS,
-};
+use libbpf_rs::{AsRawLibbpf, Link, MapCore, MapFlags, OpenObject, Program, ProgramAttachType};
+
+use crate::clsact::{self, Filters, Slot};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/netprobe.skel.rs"));
 }
 use skel::{NetprobeSkel, NetprobeSkelBuilder};
-
-/// The handle of our filters, in both directions ("NP"). Fixed, so a filter
-/// at this handle and our priority with one of our program names can only
-/// be ours, left behind by an instance that was killed before it could clean
-/// up (a clsact filter outlives the process that attached it).
-pub const FILTER_HANDLE: u32 = 0x4e50;
-
-/// Our program names as the kernel stores them (at most 15 bytes), to
-/// recognise our own leftover filters.
-const PROGRAM_NAMES: [&str; 2] = ["netprobe_ingres", "netprobe_egress"];
 
 pub const INGRESS: usize = 0;
 pub const EGRESS: usize = 1;
@@ -68,14 +66,30 @@ pub struct Interface {
     pub active: bool,
 }
 
+/// A hook of ours that someone else removed.
+#[derive(Debug, Clone)]
+pub struct Loss {
+    pub interface: String,
+    pub what: String,
+    pub unix: f64,
+}
+
 /// What a scrape reports.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    /// The programs are loaded and the last collection read the counters.
+    /// The programs are loaded, and throughout the last interval every
+    /// selected interface was counted and its counters read.
     pub up: bool,
     pub collections: u64,
     pub last_collection_unix: f64,
     pub interfaces: Vec<Interface>,
+    /// Selected interfaces that exist but are not counted, and why.
+    pub not_counted: BTreeMap<String, String>,
+    /// Hooks found removed by someone else since the start.
+    pub hooks_lost: u64,
+    pub last_loss: Option<Loss>,
+    /// The handle of our clsact filters (clsact mode).
+    pub filter_handle: Option<u32>,
 }
 
 /// How the programs hook into TC.
@@ -98,6 +112,12 @@ pub struct Settings {
     pub priority: u16,
     /// `<sysfs>/kernel/btf/vmlinux`.
     pub btf: PathBuf,
+}
+
+impl Settings {
+    fn selects(&self, name: &str) -> bool {
+        self.interfaces.is_empty() || self.interfaces.iter().any(|n| n == name)
+    }
 }
 
 /// The running probe: the thread and how to stop it.
@@ -130,8 +150,8 @@ impl Probe {
         }
     }
 
-    /// Stop collecting, detach every filter we attached, remove every
-    /// clsact qdisc we created, unload the programs.
+    /// Stop collecting, take our hooks off every interface (and clsact
+    /// qdiscs netprobe created that nobody else uses), unload the programs.
     pub fn stop(self) {
         let _ = self.stop.send(());
         if self.thread.join().is_err() {
@@ -165,12 +185,36 @@ fn run(
             return;
         }
     };
+    let prog_ids = match [&skel.progs.netprobe_ingress, &skel.progs.netprobe_egress]
+        .map(|p| Program::id_from_fd(p.as_fd()))
+    {
+        [Ok(i), Ok(e)] => [i, e],
+        [Err(e), _] | [_, Err(e)] => {
+            let _ = ready.send(Err(format!("reading our program ids: {e}")));
+            return;
+        }
+    };
+    // Claimed in the namespace we attach in, for as long as we run.
+    let slot = match settings.mode {
+        Mode::Clsact => match Slot::claim() {
+            Ok(s) => Some(s),
+            Err(reason) => {
+                let _ = ready.send(Err(reason));
+                return;
+            }
+        },
+        Mode::Tcx => None,
+    };
     let mut state = State {
         settings,
+        slot,
+        prog_ids,
         attached: BTreeMap::new(),
         failed: BTreeMap::new(),
         previous: BTreeMap::new(),
         collections: 0,
+        hooks_lost: 0,
+        last_loss: None,
     };
     state.collect(&skel, &snapshot);
     let _ = ready.send(Ok(()));
@@ -180,7 +224,8 @@ fn run(
     }
     state.detach_all();
     snapshot.lock().unwrap_or_else(|e| e.into_inner()).up = false;
-    // Dropping the skeleton closes the programs and the map.
+    // Dropping the skeleton closes the programs and the map; the slot goes
+    // with `state`, after our filters.
     drop(skel);
 }
 
@@ -204,13 +249,43 @@ struct Attached {
 }
 
 enum Hooks {
-    Clsact {
-        filters: [TcHook; 2],
-        /// We created its clsact qdisc, so we remove it again.
-        created_qdisc: bool,
-    },
+    Clsact(Filters),
     /// Dropping a link detaches it.
     Tcx([Link; 2]),
+}
+
+impl Hooks {
+    /// What is wrong, if our hooks on `ifindex` are no longer in place.
+    fn broken(&self, ifindex: u32) -> Option<String> {
+        match self {
+            Hooks::Clsact(filters) => match filters.check(ifindex) {
+                Ok(broken) => broken,
+                Err(e) => {
+                    tracing::warn!(ifindex, error = %e, "cannot check the netprobe filters");
+                    None
+                }
+            },
+            Hooks::Tcx(links) => links.iter().find_map(|link| {
+                // The kernel keeps a link someone detached (`bpftool link
+                // detach`) for as long as we hold it, with no interface.
+                match LinkInfo::from_fd(link.as_fd()).map(|i| i.info) {
+                    Ok(LinkTypeInfo::Tcx(t)) if t.ifindex == ifindex => None,
+                    Ok(_) => Some("our tcx link was detached".to_string()),
+                    Err(e) => {
+                        tracing::warn!(ifindex, error = %e, "cannot check the netprobe tcx link");
+                        None
+                    }
+                }
+            }),
+        }
+    }
+
+    fn detach(self, ifindex: u32) {
+        match self {
+            Hooks::Clsact(filters) => filters.detach(ifindex),
+            Hooks::Tcx(links) => drop(links),
+        }
+    }
 }
 
 /// Counters of one interface at one reading, for the next rate.
@@ -221,29 +296,44 @@ struct Reading {
 
 struct State {
     settings: Settings,
+    /// Ours in clsact mode; see `clsact.rs`.
+    slot: Option<Slot>,
+    /// The kernel ids of our `[ingress, egress]` programs.
+    prog_ids: [u32; 2],
     attached: BTreeMap<u32, Attached>,
-    /// Interfaces we could not attach to and why, so the reason is logged
-    /// once rather than every interval. Retried every interval all the same:
-    /// the cause (a foreign filter in our slot, say) may go away.
-    failed: BTreeMap<u32, String>,
+    /// Selected interfaces we could not attach to and why, so the reason is
+    /// logged once rather than every interval. Retried every interval all
+    /// the same: the cause (a foreign filter in our slot, say) may go away.
+    failed: BTreeMap<u32, (String, String)>,
     previous: BTreeMap<u32, Reading>,
     collections: u64,
+    hooks_lost: u64,
+    last_loss: Option<Loss>,
 }
 
 impl State {
-    /// One collection: follow interfaces coming and going, read the
-    /// counters, publish a snapshot.
+    /// One collection: follow interfaces coming and going, check and repair
+    /// our hooks, read the counters, publish a snapshot.
     fn collect(&mut self, skel: &NetprobeSkel<'_>, snapshot: &Mutex<Snapshot>) {
-        self.rescan(skel);
+        // Whether every selected interface was counted all interval long.
+        let mut complete = true;
+        match list_interfaces() {
+            Ok(present) => {
+                self.forget_gone(skel, &present);
+                complete &= self.check_hooks();
+                self.attach_missing(skel, &present);
+            }
+            Err(e) => tracing::warn!(error = %e, "listing interfaces; keeping the previous set"),
+        }
+        complete &= self.failed.is_empty();
         let now = Instant::now();
-        let mut up = true;
         let mut interfaces = Vec::with_capacity(self.attached.len());
         for (&ifindex, a) in &self.attached {
             let totals = match read_counters(skel, ifindex) {
                 Ok(t) => t,
                 Err(e) => {
                     tracing::warn!(interface = a.name, ifindex, error = %e, "reading netprobe counters");
-                    up = false;
+                    complete = false;
                     continue;
                 }
             };
@@ -267,43 +357,32 @@ impl State {
             self.previous.insert(ifindex, Reading { at: now, totals });
         }
         self.collections += 1;
-        let last = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
         *snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Snapshot {
-            up,
+            up: complete,
             collections: self.collections,
-            last_collection_unix: last,
+            last_collection_unix: unix_now(),
             interfaces,
+            not_counted: self.failed.values().cloned().collect(),
+            hooks_lost: self.hooks_lost,
+            last_loss: self.last_loss.clone(),
+            filter_handle: self.slot.as_ref().map(Slot::handle),
         };
     }
 
-    /// Attach to selected interfaces that appeared, forget those that went.
-    fn rescan(&mut self, skel: &NetprobeSkel<'_>) {
-        let present = match list_interfaces() {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(error = %e, "listing interfaces; keeping the previous set");
-                return;
-            }
-        };
-        let selected = |name: &str| {
-            self.settings.interfaces.is_empty()
-                || self.settings.interfaces.iter().any(|n| n == name)
-        };
-        // Gone (or renamed out of the selection): a vanished interface took
-        // its qdisc and filters with it; a renamed one keeps ours until
-        // shutdown would remove them, so detach it now.
+    /// Forget interfaces that went (or were renamed out of the selection).
+    fn forget_gone(&mut self, skel: &NetprobeSkel<'_>, present: &BTreeMap<u32, String>) {
+        // A vanished interface took its qdisc and filters with it; a renamed
+        // one keeps ours until shutdown would remove them, so detach it now.
         let gone: Vec<u32> = self
             .attached
             .keys()
             .copied()
-            .filter(|i| !present.get(i).is_some_and(|n| selected(n)))
+            .filter(|i| !present.get(i).is_some_and(|n| self.settings.selects(n)))
             .collect();
         for ifindex in gone {
             let a = self.attached.remove(&ifindex).expect("key listed above");
             if present.contains_key(&ifindex) {
-                detach(ifindex, a);
+                a.hooks.detach(ifindex);
             } else {
                 tracing::debug!(interface = a.name, ifindex, "interface removed");
             }
@@ -311,39 +390,82 @@ impl State {
             // Zeroes the count for an interface that might reuse the index.
             let _ = skel.maps.netprobe_counters.delete(&ifindex.to_ne_bytes());
         }
-        self.failed.retain(|i, _| present.contains_key(i));
-        for (&ifindex, name) in &present {
-            if !selected(name) {
+        self.failed
+            .retain(|i, _| present.get(i).is_some_and(|n| self.settings.selects(n)));
+    }
+
+    /// Drop hooks someone else removed, so that `attach_missing` puts them
+    /// back; `false` if there were any (their interval missed packets).
+    fn check_hooks(&mut self) -> bool {
+        let broken: Vec<(u32, String)> = self
+            .attached
+            .iter()
+            .filter_map(|(&ifindex, a)| a.hooks.broken(ifindex).map(|what| (ifindex, what)))
+            .collect();
+        for (ifindex, what) in &broken {
+            let a = self.attached.remove(ifindex).expect("key listed above");
+            // An interface deleted since we listed them is no loss.
+            if interface_exists(*ifindex) {
+                tracing::warn!(
+                    interface = a.name,
+                    ifindex,
+                    what,
+                    "netprobe hook removed by someone else; attaching again"
+                );
+                self.hooks_lost += 1;
+                self.last_loss = Some(Loss {
+                    interface: a.name.clone(),
+                    what: what.clone(),
+                    unix: unix_now(),
+                });
+            }
+            a.hooks.detach(*ifindex);
+        }
+        broken.is_empty()
+    }
+
+    /// Attach to selected interfaces we do not count yet: new ones, lost
+    /// hooks, earlier failures.
+    fn attach_missing(&mut self, skel: &NetprobeSkel<'_>, present: &BTreeMap<u32, String>) {
+        for (&ifindex, name) in present {
+            if !self.settings.selects(name) {
                 continue;
             }
             if let Some(a) = self.attached.get_mut(&ifindex) {
                 a.name.clone_from(name);
                 continue;
             }
-            let attached = match self.settings.mode {
-                Mode::Clsact => attach_clsact(skel, ifindex, self.settings.priority),
-                Mode::Tcx => attach_tcx(skel, ifindex),
+            let progs = [
+                skel.progs.netprobe_ingress.as_fd(),
+                skel.progs.netprobe_egress.as_fd(),
+            ];
+            let attached = match &self.slot {
+                Some(slot) => {
+                    clsact::attach(progs, self.prog_ids, slot, ifindex, self.settings.priority)
+                        .map(Hooks::Clsact)
+                }
+                None => attach_tcx(skel, ifindex),
             };
             match attached {
                 Ok(hooks) => {
+                    tracing::info!(interface = name, ifindex, mode = ?self.settings.mode, "netprobe attached");
+                    self.failed.remove(&ifindex);
                     let a = Attached {
                         name: name.clone(),
                         hooks,
                     };
-                    tracing::info!(interface = name, ifindex, mode = ?self.settings.mode, "netprobe attached");
-                    self.failed.remove(&ifindex);
                     self.attached.insert(ifindex, a);
                 }
                 Err(reason) => {
-                    if self.failed.get(&ifindex) != Some(&reason) {
+                    if self.failed.get(&ifindex).map(|(_, r)| r) != Some(&reason) {
                         tracing::warn!(
                             interface = name,
                             ifindex,
                             reason,
                             "netprobe cannot attach; interface not counted"
                         );
-                        self.failed.insert(ifindex, reason);
                     }
+                    self.failed.insert(ifindex, (name.clone(), reason));
                 }
             }
         }
@@ -351,9 +473,23 @@ impl State {
 
     fn detach_all(&mut self) {
         for (ifindex, a) in std::mem::take(&mut self.attached) {
-            detach(ifindex, a);
+            a.hooks.detach(ifindex);
+            tracing::debug!(interface = a.name, ifindex, "netprobe detached");
         }
     }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Whether `ifindex` still names an interface of this thread's namespace.
+fn interface_exists(ifindex: u32) -> bool {
+    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `name` has the IF_NAMESIZE bytes if_indextoname writes at most.
+    !unsafe { libc::if_indextoname(ifindex, name.as_mut_ptr()) }.is_null()
 }
 
 /// Every interface of this thread's network namespace, by ifindex.
@@ -407,59 +543,6 @@ fn read_counters(skel: &NetprobeSkel<'_>, ifindex: u32) -> Result<[Counts; 2], S
     Ok(totals)
 }
 
-/// Create clsact on `ifindex` if it has none; `Ok(true)` when we created it.
-///
-/// libbpf-rs's `TcHook::create` treats "already exists" as success, which
-/// hides exactly what we must know to leave the host as we found it, so
-/// this calls libbpf directly.
-fn create_clsact(ifindex: u32) -> Result<bool, String> {
-    let mut hook = clsact_hook(ifindex);
-    // SAFETY: `hook` is a fully initialised bpf_tc_hook with `sz` set, as
-    // libbpf requires; it is only read during the call.
-    let err = unsafe { libbpf_sys::bpf_tc_hook_create(&mut hook) };
-    match -err {
-        0 => Ok(true),
-        libc::EEXIST => Ok(false),
-        errno => Err(format!(
-            "creating the clsact qdisc: {}",
-            std::io::Error::from_raw_os_error(errno)
-        )),
-    }
-}
-
-fn attach_clsact(skel: &NetprobeSkel<'_>, ifindex: u32, priority: u16) -> Result<Hooks, String> {
-    let created_qdisc = create_clsact(ifindex)?;
-    let progs = [
-        skel.progs.netprobe_ingress.as_fd(),
-        skel.progs.netprobe_egress.as_fd(),
-    ];
-    let mut hooks: Vec<TcHook> = Vec::with_capacity(2);
-    for (point, prog) in [TC_INGRESS, TC_EGRESS].into_iter().zip(progs) {
-        let mut hook = TcHook::new(prog);
-        hook.ifindex(ifindex as i32)
-            .attach_point(point)
-            .handle(FILTER_HANDLE)
-            .priority(u32::from(priority));
-        match attach_one(&mut hook) {
-            Ok(()) => hooks.push(hook),
-            Err(e) => {
-                // Leave the interface exactly as it was.
-                for mut h in hooks {
-                    let _ = h.detach();
-                }
-                if created_qdisc {
-                    destroy_clsact(ifindex);
-                }
-                return Err(e);
-            }
-        }
-    }
-    Ok(Hooks::Clsact {
-        filters: [hooks[0], hooks[1]],
-        created_qdisc,
-    })
-}
-
 /// Attach both programs as tcx links, in front of any other tcx program so
 /// we count every packet; ours returns TCX_NEXT, so the others still run
 /// and decide.
@@ -492,232 +575,4 @@ fn attach_tcx(skel: &NetprobeSkel<'_>, ifindex: u32) -> Result<Hooks, String> {
     let ingress = link(&skel.progs.netprobe_ingress)?;
     let egress = link(&skel.progs.netprobe_egress)?;
     Ok(Hooks::Tcx([ingress, egress]))
-}
-
-/// Attach one filter. Our slot (handle and priority) already taken by one of
-/// our own programs means a killed instance left it behind: take it over.
-/// Taken by anything else: refuse, rather than replace a stranger's filter.
-fn attach_one(hook: &mut TcHook) -> Result<(), String> {
-    let err = match hook.attach() {
-        Ok(_) => return Ok(()),
-        Err(e) => e,
-    };
-    let existing = hook.query().ok().filter(|&id| id != 0);
-    match existing.map(program_name) {
-        Some(Ok(name)) if PROGRAM_NAMES.contains(&name.as_str()) => {
-            tracing::info!(
-                handle = FILTER_HANDLE,
-                "replacing a netprobe filter left behind by an earlier run"
-            );
-            hook.replace(true);
-            let res = hook.attach().map(|_| ()).map_err(|e| e.to_string());
-            hook.replace(false);
-            res
-        }
-        Some(Ok(name)) => Err(format!(
-            "filter handle {FILTER_HANDLE:#x} at our priority belongs to program {name:?}; \
-             choose another tc_priority"
-        )),
-        _ => Err(format!("attaching the TC filter: {err}")),
-    }
-}
-
-/// The name of a loaded program, by id.
-fn program_name(id: u32) -> Result<String, String> {
-    // SAFETY: plain syscalls on an fd we own and close; `info` is a zeroed
-    // bpf_prog_info and `len` its size, as the kernel expects.
-    unsafe {
-        let fd = libbpf_sys::bpf_prog_get_fd_by_id(id);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error().to_string());
-        }
-        let mut info = libbpf_sys::bpf_prog_info::default();
-        let mut len = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
-        let err = libbpf_sys::bpf_prog_get_info_by_fd(fd, &mut info, &mut len);
-        libc::close(fd);
-        if err != 0 {
-            return Err(std::io::Error::from_raw_os_error(-err).to_string());
-        }
-        Ok(CStr::from_ptr(info.name.as_ptr())
-            .to_string_lossy()
-            .into_owned())
-    }
-}
-
-fn detach(ifindex: u32, a: Attached) {
-    match a.hooks {
-        Hooks::Clsact {
-            filters,
-            created_qdisc,
-        } => {
-            for mut hook in filters {
-                if let Err(e) = hook.detach() {
-                    tracing::warn!(interface = a.name, ifindex, error = %e, "detaching a netprobe filter");
-                }
-            }
-            if created_qdisc {
-                destroy_clsact(ifindex);
-            }
-        }
-        Hooks::Tcx(links) => drop(links),
-    }
-    tracing::debug!(interface = a.name, ifindex, "netprobe detached");
-}
-
-/// Remove the clsact qdisc we created, unless someone put filters of their
-/// own into it meanwhile: removing it would remove those too.
-fn destroy_clsact(ifindex: u32) {
-    match count_filters(ifindex) {
-        Ok(0) => {}
-        Ok(n) => {
-            tracing::info!(
-                ifindex,
-                filters = n,
-                "leaving the clsact qdisc we created: it now holds other filters"
-            );
-            return;
-        }
-        Err(e) => {
-            tracing::warn!(ifindex, error = %e, "leaving the clsact qdisc we created: cannot list its filters");
-            return;
-        }
-    }
-    let mut hook = clsact_hook(ifindex);
-    // SAFETY: as in `create_clsact`.
-    let err = unsafe { libbpf_sys::bpf_tc_hook_destroy(&mut hook) };
-    if err != 0 {
-        let e = std::io::Error::from_raw_os_error(-err);
-        tracing::warn!(ifindex, error = %e, "removing the clsact qdisc we created");
-    }
-}
-
-/// `struct tcmsg` of `<linux/rtnetlink.h>`, which libc does not define.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct TcMsg {
-    family: u8,
-    pad1: u8,
-    pad2: u16,
-    ifindex: i32,
-    handle: u32,
-    parent: u32,
-    info: u32,
-}
-
-/// How many TC filters the clsact qdisc of `ifindex` holds, both
-/// directions together, as `tc filter show` would list them.
-///
-/// libbpf can only ask about one filter whose handle and priority are
-/// known, so this is a plain rtnetlink dump (`RTM_GETTFILTER`).
-fn count_filters(ifindex: u32) -> Result<usize, String> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-
-    const TC_H_CLSACT: u32 = 0xffff_fff1;
-    const TC_H_MAJ_MASK: u32 = 0xffff_0000;
-    const HEADER: usize = std::mem::size_of::<libc::nlmsghdr>();
-    #[repr(C)]
-    struct Request {
-        header: libc::nlmsghdr,
-        tcm: TcMsg,
-    }
-    let os_error = || std::io::Error::last_os_error().to_string();
-    // SAFETY: socket(2) has no memory preconditions; the fd is owned at once.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        )
-    };
-    if fd < 0 {
-        return Err(os_error());
-    }
-    // SAFETY: `fd` is a fresh descriptor nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let mut count = 0;
-    for (seq, min) in [(1u32, 0xfff2u32), (2, 0xfff3)] {
-        let request = Request {
-            header: libc::nlmsghdr {
-                nlmsg_len: std::mem::size_of::<Request>() as u32,
-                nlmsg_type: libc::RTM_GETTFILTER,
-                nlmsg_flags: (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16,
-                nlmsg_seq: seq,
-                nlmsg_pid: 0,
-            },
-            tcm: TcMsg {
-                ifindex: ifindex as i32,
-                parent: (TC_H_CLSACT & TC_H_MAJ_MASK) | min,
-                ..TcMsg::default()
-            },
-        };
-        // SAFETY: sends the bytes of a fully initialised repr(C) struct.
-        let sent = unsafe {
-            libc::send(
-                fd.as_raw_fd(),
-                (&request as *const Request).cast(),
-                std::mem::size_of::<Request>(),
-                0,
-            )
-        };
-        if sent < 0 {
-            return Err(os_error());
-        }
-        let mut buf = vec![0u8; 32 * 1024];
-        'dump: loop {
-            // SAFETY: receives into a buffer of the length given.
-            let got = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if got < 0 {
-                return Err(os_error());
-            }
-            let data = &buf[..got as usize];
-            let mut at = 0;
-            while at + HEADER <= data.len() {
-                // SAFETY: HEADER bytes are in bounds; read_unaligned copes
-                // with any alignment.
-                let header: libc::nlmsghdr =
-                    unsafe { std::ptr::read_unaligned(data[at..].as_ptr().cast()) };
-                let len = header.nlmsg_len as usize;
-                if len < HEADER || at + len > data.len() {
-                    return Err("malformed rtnetlink reply".into());
-                }
-                match i32::from(header.nlmsg_type) {
-                    libc::NLMSG_DONE => break 'dump,
-                    libc::NLMSG_ERROR => {
-                        let errno = data
-                            .get(at + HEADER..at + HEADER + 4)
-                            .map_or(0, |b| i32::from_ne_bytes(b.try_into().expect("4 bytes")));
-                        if errno != 0 {
-                            return Err(std::io::Error::from_raw_os_error(-errno).to_string());
-                        }
-                    }
-                    t if t == i32::from(libc::RTM_NEWTFILTER)
-                        && len >= HEADER + std::mem::size_of::<TcMsg>() =>
-                    {
-                        // SAFETY: the length was checked by the guard.
-                        let tcm: TcMsg = unsafe {
-                            std::ptr::read_unaligned(data[at + HEADER..].as_ptr().cast())
-                        };
-                        // Handle 0 is the per-priority classifier instance,
-                        // not a filter.
-                        if tcm.handle != 0 {
-                            count += 1;
-                        }
-                    }
-                    _ => {}
-                }
-                at += (len + 3) & !3;
-            }
-        }
-    }
-    Ok(count)
-}
-
-/// The libbpf description of the clsact qdisc itself (both directions).
-fn clsact_hook(ifindex: u32) -> libbpf_sys::bpf_tc_hook {
-    libbpf_sys::bpf_tc_hook {
-        sz: std::mem::size_of::<libbpf_sys::bpf_tc_hook>() as libbpf_sys::size_t,
-        ifindex: ifindex as i32,
-        attach_point: libbpf_sys::BPF_TC_INGRESS | libbpf_sys::BPF_TC_EGRESS,
-        ..Default::default()
-    }
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use herakles_core::testing::{collect_with, Collected};
 use herakles_core::{BuildCollector, BuildContext, Collector, Paths};
-use herakles_netprobe::{Attach, Netprobe, NetprobeConfig, FILTER_HANDLE};
+use herakles_netprobe::{Attach, Netprobe, NetprobeConfig, FILTER_HANDLE, MARKER_CHAIN};
 
 /// Ethernet (14) + IPv4 (20) + UDP (8): what TC counts on top of a UDP
 /// payload sent over loopback. IPv4 options are never set by the kernel for
@@ -141,6 +141,65 @@ fn link_stats(dev: &str) -> [u64; 4] {
     [rx_packets, rx_bytes, tx_packets, tx_bytes]
 }
 
+/// Send `count` UDP datagrams of `payload` bytes from one socket on
+/// 127.0.0.1 to another, each received before the next is sent so none is
+/// dropped on a full socket buffer.
+fn send_udp_over_lo(count: u64, payload: usize) {
+    let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut buf = vec![0u8; payload + 1];
+    for _ in 0..count {
+        tx.send_to(&vec![0x5a; payload], rx.local_addr().unwrap())
+            .unwrap();
+        assert_eq!(rx.recv(&mut buf).unwrap(), payload);
+    }
+}
+
+/// Assert that `probe` counts exactly `count` datagrams of `payload` bytes
+/// sent over `lo` now, in both directions, and stays up.
+fn counts_udp_over_lo_exactly(probe: &Netprobe, count: u64, payload: usize) {
+    let before = scrape_fresh(probe);
+    send_udp_over_lo(count, payload);
+    let after = scrape_fresh(probe);
+    assert_eq!(after.value("netprobe_up", &[]), Some(1.0), "{}", after.text);
+    for dir in ["ingress", "egress"] {
+        let delta = |metric: &str| {
+            let value = |c: &Collected| {
+                series(c, metric, "lo", dir).unwrap_or_else(|| panic!("no {metric}: {}", c.text))
+            };
+            value(&after) - value(&before)
+        };
+        assert_eq!(
+            delta("netprobe_tc_packets_total"),
+            count as f64,
+            "{dir} packets"
+        );
+        assert_eq!(
+            delta("netprobe_tc_bytes_total"),
+            (count * (payload as u64 + UDP_OVER_LO_OVERHEAD)) as f64,
+            "{dir} bytes"
+        );
+    }
+}
+
+/// Scrape until `done` holds; panics after 10 s.
+fn scrape_until(n: &Netprobe, what: &str, done: impl Fn(&Collected) -> bool) -> Collected {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = scrape(n);
+        if done(&c) {
+            return c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waited 10s for {what}: {}",
+            c.text
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn counts_known_udp_traffic_on_loopback_exactly() {
     counts_exactly(Attach::Clsact);
@@ -167,17 +226,7 @@ fn counts_exactly(attach: Attach) {
 
         const DATAGRAMS: u64 = 200;
         const PAYLOAD: usize = 1000;
-        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let mut buf = [0u8; 2048];
-        for _ in 0..DATAGRAMS {
-            tx.send_to(&[0x5a; PAYLOAD], rx.local_addr().unwrap())
-                .unwrap();
-            // Receive each before sending the next, so none is dropped on
-            // a full socket buffer.
-            assert_eq!(rx.recv(&mut buf).unwrap(), PAYLOAD);
-        }
+        send_udp_over_lo(DATAGRAMS, PAYLOAD);
 
         let after = scrape_fresh(&probe);
         let link_after = link_stats("lo");
@@ -294,6 +343,12 @@ fn creates_and_removes_its_own_clsact_qdisc() {
             during.contains(&format!("{ours} netprobe_egress")),
             "{during}"
         );
+        // Marked as ours by an empty chain no packet visits.
+        let chains = run("tc chain show dev np0 ingress");
+        assert!(
+            chains.contains(&format!("chain {MARKER_CHAIN} ")),
+            "{chains}"
+        );
         // The peer was not selected and is not touched.
         assert!(!tc_state("np0p").contains("clsact"));
         drop(probe);
@@ -345,60 +400,162 @@ fn leaves_an_existing_clsact_and_foreign_filters_alone() {
     });
 }
 
+/// Two netprobes counting the same interfaces (two exporters, or a restart
+/// overlapping the old process) each keep their own filters: stopping the
+/// first takes away neither the second's filters nor the qdisc holding
+/// them, and the last one out leaves the host as it found it.
 #[test]
-fn takes_over_filters_a_killed_instance_left_behind() {
+fn overlapping_instances_keep_each_others_filters_and_qdisc() {
     if !able() {
         return;
     }
     in_netns(|| {
+        run("ip link set lo up");
         run("ip link add np5 type veth peer name np5p");
-        let pristine = tc_state("np5");
-        // The first instance stands for one that was killed: its filters
-        // are still attached when the second starts.
-        let first = build(config(&["np5"]));
-        let left_behind = tc_state("np5");
-        let second = build(config(&["np5"]));
-        let c = scrape(&second);
-        assert!(
-            series(&c, "netprobe_tc_packets_total", "np5", "ingress").is_some(),
-            "{}",
-            c.text
-        );
-        // Taken over in place: still exactly one filter per direction.
-        let during = tc_state("np5");
-        assert_eq!(during.matches("handle 0x4e50").count(), 2, "{during}");
-        // ... now running the second instance's programs (new ids).
-        assert_ne!(during, left_behind);
-        assert_eq!(
-            during.lines().count(),
-            left_behind.lines().count(),
-            "{during}"
-        );
+        let pristine = [tc_state("lo"), tc_state("np5")];
+        let first = build(config(&["lo", "np5"]));
+        let second = build(config(&["lo", "np5"]));
+        for dev in ["lo", "np5"] {
+            let during = tc_state(dev);
+            assert_eq!(during.matches("qdisc clsact").count(), 1, "{during}");
+            assert_eq!(during.matches("netprobe_ingres:[").count(), 2, "{during}");
+            assert_eq!(during.matches("netprobe_egress:[").count(), 2, "{during}");
+        }
+        // Both count the same traffic.
+        counts_udp_over_lo_exactly(&first, 20, 100);
+        counts_udp_over_lo_exactly(&second, 20, 100);
+
+        first.shutdown();
+        for dev in ["lo", "np5"] {
+            let after_first = tc_state(dev);
+            assert!(after_first.contains("qdisc clsact"), "{after_first}");
+            let second_handle = format!("handle {:#x}", FILTER_HANDLE + 1);
+            assert_eq!(
+                after_first.matches(&second_handle).count(),
+                2,
+                "{after_first}"
+            );
+            let first_handle = format!("handle {FILTER_HANDLE:#x} ");
+            assert!(!after_first.contains(&first_handle), "{after_first}");
+        }
+        counts_udp_over_lo_exactly(&second, 200, 1000);
+
         drop(second);
-        let after_second = tc_state("np5");
-        assert!(!after_second.contains("netprobe_"), "{after_second}");
-        // The second did not create the qdisc, so it left it.
-        assert!(after_second.contains("clsact"), "{after_second}");
+        assert_eq!([tc_state("lo"), tc_state("np5")], pristine);
         drop(first);
-        assert_eq!(tc_state("np5"), pristine);
+        assert_eq!([tc_state("lo"), tc_state("np5")], pristine);
+    });
+}
+
+/// Someone deletes or replaces our filter, or the whole qdisc, while we run:
+/// the next collection notices, attaches again (or, when a stranger now
+/// holds our place, says it cannot), and counting resumes.
+#[test]
+fn a_filter_removed_by_someone_else_is_noticed_and_attached_again() {
+    if !able() {
+        return;
+    }
+    in_netns(|| {
+        run("ip link set lo up");
+        let pristine = tc_state("lo");
+        let ctx = BuildContext::new(Paths::default(), Arc::new(()));
+        let probe = Netprobe::build(config(&["lo"]), &ctx).unwrap();
+        let health = || {
+            let (_, section) = ctx
+                .health_sections()
+                .into_iter()
+                .find(|(k, _)| k == "netprobe")
+                .expect("a netprobe /health section");
+            section()
+        };
+        let lost = |c: &Collected| c.value("netprobe_filters_lost_total", &[]).unwrap();
+        let up = |c: &Collected| c.value("netprobe_up", &[]) == Some(1.0);
+        let ours = format!("pref 7 handle {FILTER_HANDLE:#x} bpf");
+        assert_eq!(lost(&scrape(&probe)), 0.0);
+        assert_eq!(health()["filters_lost"], 0, "{}", health());
+
+        // 1. Our ingress filter is deleted.
+        run(&format!("tc filter del dev lo ingress {ours}"));
+        scrape_until(&probe, "the loss to be noticed", |c| lost(c) == 1.0);
+        let h = health();
+        assert_eq!(h["last_filter_lost"]["interface"], "lo", "{h}");
+        assert_eq!(
+            h["last_filter_lost"]["what"], "our ingress filter was removed",
+            "{h}"
+        );
+        let state = tc_state("lo");
+        assert_eq!(state.matches("netprobe_ingres:[").count(), 1, "{state}");
+        assert_eq!(state.matches("netprobe_egress:[").count(), 1, "{state}");
+        scrape_until(&probe, "netprobe_up 1", up);
+        counts_udp_over_lo_exactly(&probe, 200, 1000);
+
+        // 2. A stranger's filter takes our place: we must not remove it, so
+        //    lo is not counted, and both the gauge and /health say so.
+        run(&format!(
+            "tc filter replace dev lo ingress {ours} bytecode '1,6 0 0 0,'"
+        ));
+        let c = scrape_until(&probe, "the replacement to be noticed", |c| lost(c) == 2.0);
+        assert_eq!(c.value("netprobe_up", &[]), Some(0.0), "{}", c.text);
+        let c = scrape_fresh(&probe);
+        assert_eq!(c.value("netprobe_up", &[]), Some(0.0), "{}", c.text);
+        assert!(c.absent("netprobe_tc_packets_total"), "{}", c.text);
+        let h = health();
+        assert_eq!(h["up"], false, "{h}");
+        assert_eq!(
+            h["last_filter_lost"]["what"], "our ingress filter was replaced",
+            "{h}"
+        );
+        let why = h["not_counted"]["lo"].as_str().unwrap_or_default();
+        assert!(why.contains("choose another tc_priority"), "{h}");
+        let state = tc_state("lo");
+        assert!(state.contains("bytecode '1,6 0 0 0'"), "{state}");
+        assert!(!state.contains("netprobe_"), "{state}");
+
+        // 3. The stranger leaves: counting resumes.
+        run(&format!("tc filter del dev lo ingress {ours}"));
+        scrape_until(&probe, "netprobe_up 1 again", up);
+        assert_eq!(
+            health()["not_counted"],
+            herakles_core::serde_json::json!({})
+        );
+        counts_udp_over_lo_exactly(&probe, 200, 1000);
+
+        // 4. The whole qdisc is deleted: we create it again, and so remove
+        //    it again when we stop.
+        run("tc qdisc del dev lo clsact");
+        scrape_until(&probe, "the lost qdisc to be noticed", |c| lost(c) == 3.0);
+        scrape_until(&probe, "netprobe_up 1 again", up);
+        counts_udp_over_lo_exactly(&probe, 50, 10);
+        drop(probe);
+        assert_eq!(tc_state("lo"), pristine);
     });
 }
 
 /// Names of the programs attached to `dev` by tcx, in `direction`, as the
 /// kernel reports them (BPF_PROG_QUERY; bpftool 7.1 does not list tcx).
 fn tcx_programs(dev: &str, direction: u32) -> Vec<String> {
+    tcx_attached(dev, direction)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect()
+}
+
+/// `(program name, link id)` of every tcx link on `dev` in `direction`.
+fn tcx_attached(dev: &str, direction: u32) -> Vec<(String, u32)> {
     let ifindex: i32 = run(&format!("ip -o link show dev {dev} | cut -d: -f1"))
         .trim()
         .parse()
         .unwrap();
     let mut ids = [0u32; 16];
+    let mut links = [0u32; 16];
     let mut opts = libbpf_rs::libbpf_sys::bpf_prog_query_opts {
         sz: std::mem::size_of::<libbpf_rs::libbpf_sys::bpf_prog_query_opts>() as _,
         prog_ids: ids.as_mut_ptr(),
+        link_ids: links.as_mut_ptr(),
         ..Default::default()
     };
     opts.__bindgen_anon_1.prog_cnt = ids.len() as u32;
-    // SAFETY: `prog_ids` points at `prog_cnt` writable u32s.
+    // SAFETY: `prog_ids` and `link_ids` point at `prog_cnt` writable u32s.
     let rc = unsafe { libbpf_rs::libbpf_sys::bpf_prog_query_opts(ifindex, direction, &mut opts) };
     assert_eq!(
         rc,
@@ -410,10 +567,11 @@ fn tcx_programs(dev: &str, direction: u32) -> Vec<String> {
     let count = unsafe { opts.__bindgen_anon_1.prog_cnt } as usize;
     ids[..count]
         .iter()
-        .map(|id| {
+        .zip(links)
+        .map(|(id, link)| {
             let text = run(&format!("bpftool prog show id {id}"));
             let name = text.split_whitespace().skip_while(|w| *w != "name").nth(1);
-            name.unwrap_or("?").to_string()
+            (name.unwrap_or("?").to_string(), link)
         })
         .collect()
 }
@@ -463,6 +621,35 @@ fn tcx_needs_no_qdisc_and_leaves_clsact_filters_alone() {
     });
 }
 
+/// A tcx link can be detached by anyone holding `CAP_NET_ADMIN` (`bpftool
+/// link detach`); the kernel then keeps it, attached to nothing, for as
+/// long as we hold it. The next collection notices and attaches again.
+#[test]
+fn a_detached_tcx_link_is_noticed_and_attached_again() {
+    if !able() {
+        return;
+    }
+    in_netns(|| {
+        run("ip link set lo up");
+        let probe = build(NetprobeConfig {
+            attach: Attach::Tcx,
+            ..config(&["lo"])
+        });
+        let ingress = tcx_attached("lo", libbpf_rs::libbpf_sys::BPF_TCX_INGRESS);
+        assert_eq!(ingress.len(), 1, "{ingress:?}");
+        run(&format!("bpftool link detach id {}", ingress[0].1));
+        assert!(tcx_programs("lo", libbpf_rs::libbpf_sys::BPF_TCX_INGRESS).is_empty());
+        scrape_until(&probe, "the detached link to be noticed", |c| {
+            c.value("netprobe_filters_lost_total", &[]) == Some(1.0)
+        });
+        assert_eq!(tcx_links("lo"), ["netprobe_ingress", "netprobe_egress"]);
+        scrape_until(&probe, "netprobe_up 1 again", |c| {
+            c.value("netprobe_up", &[]) == Some(1.0)
+        });
+        counts_udp_over_lo_exactly(&probe, 20, 100);
+    });
+}
+
 #[test]
 fn refuses_a_slot_held_by_a_foreign_filter() {
     if !able() {
@@ -478,8 +665,9 @@ fn refuses_a_slot_held_by_a_foreign_filter() {
         let probe = build(config(&["np2"]));
         // Not replaced, and no half-attached egress filter either.
         assert_eq!(tc_state("np2"), before);
+        // A selected interface goes uncounted: not up.
         let c = scrape(&probe);
-        assert_eq!(c.value("netprobe_up", &[]), Some(1.0));
+        assert_eq!(c.value("netprobe_up", &[]), Some(0.0));
         assert!(c.absent("netprobe_tc_packets_total"), "{}", c.text);
         drop(probe);
         assert_eq!(tc_state("np2"), before);
