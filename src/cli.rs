@@ -8,13 +8,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Arg, ArgAction, CommandFactory, FromArgMatches, Parser, Subcommand};
-use herakles_core::{registrations, BuildContext, Collector};
+use clap::{Arg, ArgAction, ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use herakles_core::{registrations, BuildContext, Collector, Registration};
 
 use crate::classify::Classifier;
-use crate::config::{
-    self, Config, ConfigError, Format, LoadedFile, LogFormat, LogLevel, SearchMode, SmapsMode,
-};
+use crate::config::{self, Config, ConfigError, Format, LoadedFile, Override, Source};
 use crate::health::Health;
 use crate::scrape::Scraper;
 
@@ -23,22 +21,11 @@ use crate::scrape::Scraper;
     name = "herakles-node-exporter",
     version,
     about = "Prometheus exporter for Linux: per-process, per-group and whole-machine metrics",
-    after_help = "Every collector also has --collector.NAME and --no-collector.NAME flags; \
-                  `herakles-node-exporter collectors` lists them."
+    after_help = "Every collector also has --collector.NAME and --no-collector.NAME flags, and \
+                  --collector.NAME.KEY=VALUE for each key of its config section (dashes or \
+                  underscores); `herakles-node-exporter collectors` lists the collectors."
 )]
 pub struct Cli {
-    /// HTTP listen port [default: 9215]
-    #[arg(short = 'p', long)]
-    pub port: Option<u16>,
-    /// Address to listen on [default: 0.0.0.0]
-    #[arg(long)]
-    pub bind: Option<String>,
-    /// Log level
-    #[arg(long, value_enum)]
-    pub log_level: Option<LogLevel>,
-    /// Log format
-    #[arg(long, value_enum)]
-    pub log_format: Option<LogFormat>,
     /// Config file (.yaml, .yml, .json or .toml)
     #[arg(short = 'c', long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -57,93 +44,253 @@ pub struct Cli {
     /// Validate the config (and build every enabled collector), then exit
     #[arg(long)]
     pub check_config: bool,
-    /// Serve a cached scrape for N seconds (0: collect on every scrape)
-    #[arg(long, value_name = "SECONDS")]
-    pub cache_ttl: Option<u64>,
-    /// Seconds a collector may take per scrape
-    #[arg(long, value_name = "SECONDS")]
-    pub collector_timeout: Option<f64>,
-    /// Concurrent /metrics requests before answering 503
-    #[arg(long = "web.max-requests", value_name = "N")]
-    pub max_requests: Option<usize>,
-    /// Worker threads for collection (0: one per CPU)
-    #[arg(long, value_name = "N")]
-    pub parallelism: Option<usize>,
-    /// procfs mount point [default: /proc]
-    #[arg(long = "path.procfs", value_name = "PATH")]
-    pub procfs: Option<PathBuf>,
-    /// sysfs mount point [default: /sys]
-    #[arg(long = "path.sysfs", value_name = "PATH")]
-    pub sysfs: Option<PathBuf>,
-    /// Root of the host filesystem [default: /]
-    #[arg(long = "path.rootfs", value_name = "PATH")]
-    pub rootfs: Option<PathBuf>,
-    /// Serve HTTPS (needs --tls-cert and --tls-key)
-    #[arg(long)]
-    pub enable_tls: bool,
-    /// TLS certificate chain (PEM)
-    #[arg(long, value_name = "FILE")]
-    pub tls_cert: Option<String>,
-    /// TLS private key (PEM)
-    #[arg(long, value_name = "FILE")]
-    pub tls_key: Option<String>,
-    /// Per-process series only for USS >= KB
-    #[arg(long, value_name = "KB")]
-    pub min_uss_kb: Option<u64>,
-    /// Top-N processes per subgroup
-    #[arg(long, value_name = "N")]
-    pub top_n_subgroup: Option<usize>,
-    /// Top-N processes for the "other" group
-    #[arg(long, value_name = "N")]
-    pub top_n_others: Option<usize>,
-    /// include: export only --search-groups; exclude: never export them
-    #[arg(long, value_enum)]
-    pub search_mode: Option<SearchMode>,
-    /// Groups for --search-mode (comma-separated)
-    #[arg(long, value_name = "GROUPS", value_delimiter = ',')]
-    pub search_groups: Option<Vec<String>>,
-    /// Drop unclassified processes (group "other")
-    #[arg(long)]
-    pub disable_others: bool,
-    /// Keep only group and top-N series, no per-process series
-    #[arg(long)]
-    pub no_per_process_metrics: bool,
-    /// Turn the eBPF programs on (enable_ebpf)
-    #[arg(long, overrides_with = "disable_ebpf")]
-    pub enable_ebpf: bool,
-    /// Turn the eBPF programs off (enable_ebpf: false)
-    #[arg(long, overrides_with = "enable_ebpf")]
-    pub disable_ebpf: bool,
-    /// Per-process network I/O from eBPF on
-    #[arg(long, overrides_with = "disable_ebpf_network")]
-    pub enable_ebpf_network: bool,
-    /// Per-process network I/O from eBPF off
-    #[arg(long, overrides_with = "enable_ebpf_network")]
-    pub disable_ebpf_network: bool,
-    /// Per-process block I/O from eBPF on
-    #[arg(long, overrides_with = "disable_ebpf_disk")]
-    pub enable_ebpf_disk: bool,
-    /// Per-process block I/O from eBPF off
-    #[arg(long, overrides_with = "enable_ebpf_disk")]
-    pub disable_ebpf_disk: bool,
-    /// TCP state counts from eBPF state-change events on
-    #[arg(long, overrides_with = "disable_tcp_tracking")]
-    pub enable_tcp_tracking: bool,
-    /// TCP state counts from eBPF off (a netlink dump per scrape instead)
-    #[arg(long, overrides_with = "enable_tcp_tracking")]
-    pub disable_tcp_tracking: bool,
-    /// Custom classification rules file (TOML)
-    #[arg(long, value_name = "FILE")]
-    pub subgroups_file: Option<String>,
-    /// Which processes get PSS/USS/swap from smaps_rollup
-    #[arg(long, value_enum)]
-    pub smaps_mode: Option<SmapsMode>,
-    /// Milliseconds per scrape for smaps reads
-    #[arg(long, value_name = "MS")]
-    pub smaps_budget_ms: Option<u64>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
+
+/// A flag that sets a config key. Its value is not parsed here: it becomes
+/// an [`Override`] and goes through the same conversion and validation as
+/// the key in a file or a `HERAKLES_*` variable.
+struct KeyFlag {
+    long: &'static str,
+    short: Option<char>,
+    /// Dotted config key path.
+    key: &'static str,
+    value: FlagValue,
+    help: &'static str,
+}
+
+enum FlagValue {
+    /// Takes a value, shown as this placeholder in the help.
+    Takes(&'static str),
+    /// A list key: values may be repeated and comma-separated.
+    List(&'static str),
+    /// A switch that sets the key to this value.
+    Sets(&'static str),
+}
+
+const fn takes(
+    long: &'static str,
+    key: &'static str,
+    name: &'static str,
+    help: &'static str,
+) -> KeyFlag {
+    KeyFlag {
+        long,
+        short: None,
+        key,
+        value: FlagValue::Takes(name),
+        help,
+    }
+}
+
+const fn sets(
+    long: &'static str,
+    key: &'static str,
+    value: &'static str,
+    help: &'static str,
+) -> KeyFlag {
+    KeyFlag {
+        long,
+        short: None,
+        key,
+        value: FlagValue::Sets(value),
+        help,
+    }
+}
+
+/// Every flag that sets a global key. Two switches of one key (`--enable-X`,
+/// `--disable-X`) override each other: the last one given wins.
+const KEY_FLAGS: &[KeyFlag] = &[
+    KeyFlag {
+        short: Some('p'),
+        ..takes("port", "port", "PORT", "HTTP listen port [default: 9215]")
+    },
+    takes(
+        "bind",
+        "bind",
+        "ADDR",
+        "Address to listen on [default: 0.0.0.0]",
+    ),
+    takes(
+        "log-level",
+        "log_level",
+        "LEVEL",
+        "Log level: error, warn, info, debug or trace",
+    ),
+    takes(
+        "log-format",
+        "log_format",
+        "FORMAT",
+        "Log format: text or json",
+    ),
+    takes(
+        "cache-ttl",
+        "cache_ttl",
+        "SECONDS",
+        "Serve a cached scrape for N seconds (0: collect on every scrape)",
+    ),
+    takes(
+        "collector-timeout",
+        "collector_timeout",
+        "SECONDS",
+        "Seconds a collector may take per scrape",
+    ),
+    takes(
+        "web.max-requests",
+        "max_requests",
+        "N",
+        "Concurrent /metrics requests before answering 503",
+    ),
+    takes(
+        "parallelism",
+        "parallelism",
+        "N",
+        "Worker threads for collection (0: one per CPU)",
+    ),
+    takes(
+        "path.procfs",
+        "paths.procfs",
+        "PATH",
+        "procfs mount point [default: /proc]",
+    ),
+    takes(
+        "path.sysfs",
+        "paths.sysfs",
+        "PATH",
+        "sysfs mount point [default: /sys]",
+    ),
+    takes(
+        "path.rootfs",
+        "paths.rootfs",
+        "PATH",
+        "Root of the host filesystem [default: /]",
+    ),
+    sets(
+        "enable-tls",
+        "enable_tls",
+        "true",
+        "Serve HTTPS (needs --tls-cert and --tls-key)",
+    ),
+    takes(
+        "tls-cert",
+        "tls_cert_path",
+        "FILE",
+        "TLS certificate chain (PEM)",
+    ),
+    takes("tls-key", "tls_key_path", "FILE", "TLS private key (PEM)"),
+    takes(
+        "min-uss-kb",
+        "min_uss_kb",
+        "KB",
+        "Per-process series only for USS >= KB",
+    ),
+    takes(
+        "top-n-subgroup",
+        "top_n_subgroup",
+        "N",
+        "Top-N processes per subgroup",
+    ),
+    takes(
+        "top-n-others",
+        "top_n_others",
+        "N",
+        "Top-N processes for the \"other\" group",
+    ),
+    takes(
+        "search-mode",
+        "search_mode",
+        "MODE",
+        "include: export only --search-groups; exclude: never export them",
+    ),
+    KeyFlag {
+        value: FlagValue::List("GROUPS"),
+        ..takes(
+            "search-groups",
+            "search_groups",
+            "",
+            "Groups for --search-mode (comma-separated)",
+        )
+    },
+    sets(
+        "disable-others",
+        "disable_others",
+        "true",
+        "Drop unclassified processes (group \"other\")",
+    ),
+    sets(
+        "no-per-process-metrics",
+        "per_process_metrics",
+        "false",
+        "Keep only group and top-N series, no per-process series",
+    ),
+    sets(
+        "enable-ebpf",
+        "enable_ebpf",
+        "true",
+        "Turn the eBPF programs on (enable_ebpf)",
+    ),
+    sets(
+        "disable-ebpf",
+        "enable_ebpf",
+        "false",
+        "Turn the eBPF programs off (enable_ebpf: false)",
+    ),
+    sets(
+        "enable-ebpf-network",
+        "enable_ebpf_network",
+        "true",
+        "Per-process network I/O from eBPF on",
+    ),
+    sets(
+        "disable-ebpf-network",
+        "enable_ebpf_network",
+        "false",
+        "Per-process network I/O from eBPF off",
+    ),
+    sets(
+        "enable-ebpf-disk",
+        "enable_ebpf_disk",
+        "true",
+        "Per-process block I/O from eBPF on",
+    ),
+    sets(
+        "disable-ebpf-disk",
+        "enable_ebpf_disk",
+        "false",
+        "Per-process block I/O from eBPF off",
+    ),
+    sets(
+        "enable-tcp-tracking",
+        "enable_tcp_tracking",
+        "true",
+        "TCP state counts from eBPF state-change events on",
+    ),
+    sets(
+        "disable-tcp-tracking",
+        "enable_tcp_tracking",
+        "false",
+        "TCP state counts from eBPF off (a netlink dump per scrape instead)",
+    ),
+    takes(
+        "subgroups-file",
+        "subgroups_file",
+        "FILE",
+        "Custom classification rules file (TOML)",
+    ),
+    takes(
+        "smaps-mode",
+        "smaps_mode",
+        "MODE",
+        "Which processes get PSS/USS/swap from smaps_rollup: all, top or off",
+    ),
+    takes(
+        "smaps-budget-ms",
+        "smaps_budget_ms",
+        "MS",
+        "Milliseconds per scrape for smaps reads",
+    ),
+];
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -201,13 +348,10 @@ pub fn main() -> i32 {
 
 /// Entry point with explicit arguments (for custom builds and tests).
 pub fn main_with(args: Vec<String>) -> i32 {
-    let toggles = match collector_toggles(&args) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
-    };
+    if let Err(e) = check_collector_flags(&args) {
+        eprintln!("error: {e}");
+        return 2;
+    }
     let matches = match command().try_get_matches_from(&args) {
         Ok(m) => m,
         Err(e) => {
@@ -232,13 +376,22 @@ pub fn main_with(args: Vec<String>) -> i32 {
         return write_template(*format, *commented, output.as_ref());
     }
 
-    let (config, file) = match resolve_config(&cli, &toggles) {
-        Ok(c) => c,
+    let flags = flag_overrides(&matches);
+    let Resolved {
+        config,
+        file,
+        notes,
+    } = match resolve_config(&cli, &flags, std::env::vars_os()) {
+        Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
             return 2;
         }
     };
+    crate::logging::init(config.log_level, config.log_format);
+    for note in &notes {
+        tracing::debug!("{note}");
+    }
 
     // Classification rules are part of the configuration: a broken rules
     // file is a usage error (exit 2) that --check-config must report, not a
@@ -251,6 +404,9 @@ pub fn main_with(args: Vec<String>) -> i32 {
             return 2;
         }
     };
+    for warning in classifier.warnings() {
+        tracing::warn!("classification rules: {warning}");
+    }
 
     if cli.show_user_config {
         return show_user_config(file.as_ref(), cli.config_format);
@@ -298,56 +454,186 @@ pub fn main_with(args: Vec<String>) -> i32 {
     }
 }
 
-/// The clap command with one `--collector.NAME` / `--no-collector.NAME` pair
-/// per registered collector, generated from the registry.
+/// The clap command: [`Cli`], a flag per entry of [`KEY_FLAGS`], and for
+/// every registered collector `--collector.NAME`, `--no-collector.NAME` and
+/// `--collector.NAME.KEY` per key of its section, generated from the
+/// registry and the section's schema.
 fn command() -> clap::Command {
     let mut cmd = Cli::command();
+    for f in KEY_FLAGS {
+        let mut arg = Arg::new(f.long).long(f.long).help(f.help);
+        if let Some(c) = f.short {
+            arg = arg.short(c);
+        }
+        arg = match f.value {
+            FlagValue::Takes(name) => arg.value_name(name).action(ArgAction::Set),
+            FlagValue::List(name) => arg.value_name(name).action(ArgAction::Append),
+            FlagValue::Sets(_) => {
+                let partners = KEY_FLAGS
+                    .iter()
+                    .filter(|o| o.key == f.key && o.long != f.long)
+                    .map(|o| o.long);
+                arg.action(ArgAction::SetTrue).overrides_with_all(partners)
+            }
+        };
+        cmd = cmd.arg(arg);
+    }
     for r in registrations() {
+        let (on, off) = (
+            format!("collector.{}", r.name),
+            format!("no-collector.{}", r.name),
+        );
         cmd = cmd
             .arg(
-                Arg::new(format!("collector.{}", r.name))
-                    .long(format!("collector.{}", r.name))
+                Arg::new(on.clone())
+                    .long(on.clone())
                     .action(ArgAction::SetTrue)
+                    .overrides_with(off.clone())
                     .help(format!("Enable the {} collector", r.name))
                     .hide(true),
             )
             .arg(
-                Arg::new(format!("no-collector.{}", r.name))
-                    .long(format!("no-collector.{}", r.name))
+                Arg::new(off.clone())
+                    .long(off)
                     .action(ArgAction::SetTrue)
+                    .overrides_with(on)
                     .help(format!("Disable the {} collector", r.name))
                     .hide(true),
             );
+        for (key, list) in section_keys(r) {
+            // Dashes as node_exporter writes its flags; underscores, as the
+            // key is spelt in the file, are accepted too.
+            let long = format!("collector.{}.{}", r.name, key.replace('_', "-"));
+            let mut arg = Arg::new(format!("collector.{}.{key}", r.name))
+                .long(long)
+                .value_name("VALUE")
+                .help(format!("Set collectors.{}.{key}", r.name))
+                .hide(true)
+                .action(if list {
+                    ArgAction::Append
+                } else {
+                    ArgAction::Set
+                });
+            if key.contains('_') {
+                arg = arg.alias(format!("collector.{}.{key}", r.name));
+            }
+            cmd = cmd.arg(arg);
+        }
     }
     cmd
 }
 
-/// `--collector.X` / `--no-collector.X` in command-line order (the last one
-/// for a name wins). Checked before clap so that an unknown name gets the
-/// list of valid collectors rather than clap's generic message.
-fn collector_toggles(args: &[String]) -> Result<Vec<(String, bool)>, String> {
-    let mut out = Vec::new();
+/// The keys of a collector's config section, and whether each is a list.
+fn section_keys(r: &Registration) -> Vec<(String, bool)> {
+    let schema = r.config_schema().to_value();
+    schema["properties"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(key, s)| (key.clone(), s["type"] == "array"))
+        .collect()
+}
+
+/// Check the collector names (and keys) in `--collector.NAME[.KEY]` and
+/// `--no-collector.NAME` before clap does, so that a misspelt one gets the
+/// list of valid names rather than clap's generic message.
+fn check_collector_flags(args: &[String]) -> Result<(), String> {
     for a in args.iter().skip(1) {
-        let (name, on) = if let Some(n) = a.strip_prefix("--collector.") {
-            (n, true)
-        } else if let Some(n) = a.strip_prefix("--no-collector.") {
-            (n, false)
+        let flag = a.split('=').next().unwrap_or(a);
+        let (name, key) = if let Some(n) = flag.strip_prefix("--collector.") {
+            match n.split_once('.') {
+                Some((name, key)) => (name, Some(key)),
+                None => (n, None),
+            }
+        } else if let Some(n) = flag.strip_prefix("--no-collector.") {
+            (n, None)
         } else {
             continue;
         };
-        if !registrations().iter().any(|r| r.name == name) {
+        let Some(r) = registrations().into_iter().find(|r| r.name == name) else {
             return Err(config::unknown_collector(name));
+        };
+        let Some(key) = key else { continue };
+        let keys = section_keys(r);
+        let key = key.replace('-', "_");
+        if !keys.iter().any(|(k, _)| *k == key) {
+            let names: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
+            let hint = crate::util::did_you_mean(&key, names.iter().copied())
+                .map(|s| format!(" (did you mean \"{s}\"?)"))
+                .unwrap_or_default();
+            let valid = if names.is_empty() {
+                format!("collector \"{name}\" has no settings")
+            } else {
+                format!("valid: {}", names.join(", "))
+            };
+            return Err(format!(
+                "flag {flag}: unknown key \"collectors.{name}.{key}\"{hint}; {valid}"
+            ));
         }
-        out.push((name.to_string(), on));
     }
-    Ok(out)
+    Ok(())
 }
 
-/// Defaults, then the file, then `HERAKLES_*`, then flags.
+/// The config keys the command line sets, as overrides.
+fn flag_overrides(m: &ArgMatches) -> Vec<Override> {
+    let mut out = Vec::new();
+    let mut set = |key: &str, raw: String, flag: String| {
+        out.push(Override::new(key, raw, Source::Flag(flag)));
+    };
+    for f in KEY_FLAGS {
+        let raw = match f.value {
+            FlagValue::Sets(v) => m.get_flag(f.long).then(|| v.to_string()),
+            FlagValue::Takes(_) => m.get_one::<String>(f.long).cloned(),
+            FlagValue::List(_) => m
+                .get_many::<String>(f.long)
+                .map(|vs| vs.cloned().collect::<Vec<_>>().join(",")),
+        };
+        if let Some(raw) = raw {
+            set(f.key, raw, format!("--{}", f.long));
+        }
+    }
+    for r in registrations() {
+        for (flag, on) in [("collector", "true"), ("no-collector", "false")] {
+            let id = format!("{flag}.{}", r.name);
+            if m.get_flag(&id) {
+                set(
+                    &format!("collectors.{}.enabled", r.name),
+                    on.into(),
+                    format!("--{id}"),
+                );
+            }
+        }
+        for (key, _) in section_keys(r) {
+            let id = format!("collector.{}.{key}", r.name);
+            if let Some(vs) = m.get_many::<String>(&id) {
+                let raw = vs.cloned().collect::<Vec<_>>().join(",");
+                let flag = format!("--collector.{}.{}", r.name, key.replace('_', "-"));
+                set(&format!("collectors.{}.{key}", r.name), raw, flag);
+            }
+        }
+    }
+    out
+}
+
+/// The effective config and where it came from.
+pub struct Resolved {
+    pub config: Config,
+    /// The config file, if one was loaded.
+    pub file: Option<LoadedFile>,
+    /// Debug notes for the log once it is set up: variables set aside.
+    pub notes: Vec<String>,
+}
+
+/// Defaults, then the file, then `HERAKLES_*` from `env`, then `flags`.
+///
+/// A key a flag sets is not read from the environment at all: its variable
+/// is never parsed, so a stray value there cannot stop a start that names
+/// the key on the command line.
 pub fn resolve_config(
     cli: &Cli,
-    toggles: &[(String, bool)],
-) -> Result<(Config, Option<LoadedFile>), ConfigError> {
+    flags: &[Override],
+    env: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Result<Resolved, ConfigError> {
     let file = if cli.no_config {
         None
     } else {
@@ -356,112 +642,21 @@ pub fn resolve_config(
             .transpose()?
     };
     let base = file.as_ref().map(|f| f.config.clone()).unwrap_or_default();
-    let mut c = config::apply_env(base, std::env::vars())?;
-
-    if let Some(v) = cli.port {
-        c.port = v;
-    }
-    if let Some(v) = &cli.bind {
-        c.bind = v.clone();
-    }
-    if let Some(v) = cli.log_level {
-        c.log_level = v;
-    }
-    if let Some(v) = cli.log_format {
-        c.log_format = v;
-    }
-    if let Some(v) = cli.cache_ttl {
-        c.cache_ttl = v;
-    }
-    if let Some(v) = cli.collector_timeout {
-        c.collector_timeout = v;
-    }
-    if let Some(v) = cli.max_requests {
-        c.max_requests = v;
-    }
-    if let Some(v) = cli.parallelism {
-        c.parallelism = v;
-    }
-    if let Some(v) = cli.min_uss_kb {
-        c.min_uss_kb = v;
-    }
-    if let Some(v) = cli.top_n_subgroup {
-        c.top_n_subgroup = v;
-    }
-    if let Some(v) = cli.top_n_others {
-        c.top_n_others = v;
-    }
-    if let Some(v) = cli.search_mode {
-        c.search_mode = v;
-    }
-    if let Some(v) = &cli.search_groups {
-        c.search_groups = v.clone();
-    }
-    if cli.disable_others {
-        c.disable_others = true;
-    }
-    if cli.no_per_process_metrics {
-        c.per_process_metrics = false;
-    }
-    for (on, off, key) in [
-        (cli.enable_ebpf, cli.disable_ebpf, &mut c.enable_ebpf),
-        (
-            cli.enable_ebpf_network,
-            cli.disable_ebpf_network,
-            &mut c.enable_ebpf_network,
-        ),
-        (
-            cli.enable_ebpf_disk,
-            cli.disable_ebpf_disk,
-            &mut c.enable_ebpf_disk,
-        ),
-        (
-            cli.enable_tcp_tracking,
-            cli.disable_tcp_tracking,
-            &mut c.enable_tcp_tracking,
-        ),
-    ] {
-        if on {
-            *key = true;
-        }
-        if off {
-            *key = false;
+    let (env, mut notes) = config::env_overrides(env)?;
+    let mut overrides = Vec::with_capacity(env.len() + flags.len());
+    for o in env {
+        match flags.iter().find(|f| f.key == o.key) {
+            Some(f) => notes.push(format!("ignoring {}: {} is given", o.source, f.source)),
+            None => overrides.push(o),
         }
     }
-    if let Some(v) = &cli.subgroups_file {
-        c.subgroups_file = v.clone();
-    }
-    if let Some(v) = cli.smaps_mode {
-        c.smaps_mode = v;
-    }
-    if let Some(v) = cli.smaps_budget_ms {
-        c.smaps_budget_ms = v;
-    }
-    if let Some(v) = &cli.procfs {
-        c.paths.procfs = v.clone();
-    }
-    if let Some(v) = &cli.sysfs {
-        c.paths.sysfs = v.clone();
-    }
-    if let Some(v) = &cli.rootfs {
-        c.paths.rootfs = v.clone();
-    }
-    if cli.enable_tls {
-        c.enable_tls = true;
-    }
-    if let Some(v) = &cli.tls_cert {
-        c.tls_cert_path = v.clone();
-    }
-    if let Some(v) = &cli.tls_key {
-        c.tls_key_path = v.clone();
-    }
-    for (name, on) in toggles {
-        c.collectors
-            .set_enabled(name, *on)
-            .map_err(ConfigError::msg)?;
-    }
-    c.validate().map_err(ConfigError::msg)?;
-    Ok((c, file))
+    overrides.extend_from_slice(flags);
+    let config = config::merge(base, &overrides, file.as_ref())?;
+    Ok(Resolved {
+        config,
+        file,
+        notes,
+    })
 }
 
 fn write_template(format: Format, commented: bool, output: Option<&PathBuf>) -> i32 {
