@@ -69,228 +69,223 @@ enum FlagValue {
     Sets(&'static str),
 }
 
-const fn takes(
+const fn flag(
     long: &'static str,
     key: &'static str,
-    name: &'static str,
+    value: FlagValue,
     help: &'static str,
 ) -> KeyFlag {
     KeyFlag {
         long,
         short: None,
         key,
-        value: FlagValue::Takes(name),
-        help,
-    }
-}
-
-const fn sets(
-    long: &'static str,
-    key: &'static str,
-    value: &'static str,
-    help: &'static str,
-) -> KeyFlag {
-    KeyFlag {
-        long,
-        short: None,
-        key,
-        value: FlagValue::Sets(value),
+        value,
         help,
     }
 }
 
 /// Every flag that sets a global key. Two switches of one key (`--enable-X`,
 /// `--disable-X`) override each other: the last one given wins.
-const KEY_FLAGS: &[KeyFlag] = &[
-    KeyFlag {
-        short: Some('p'),
-        ..takes("port", "port", "PORT", "HTTP listen port [default: 9215]")
-    },
-    takes(
-        "bind",
-        "bind",
-        "ADDR",
-        "Address to listen on [default: 0.0.0.0]",
-    ),
-    takes(
-        "log-level",
-        "log_level",
-        "LEVEL",
-        "Log level: error, warn, info, debug or trace",
-    ),
-    takes(
-        "log-format",
-        "log_format",
-        "FORMAT",
-        "Log format: text or json",
-    ),
-    takes(
-        "cache-ttl",
-        "cache_ttl",
-        "SECONDS",
-        "Serve a cached scrape for N seconds (0: collect on every scrape)",
-    ),
-    takes(
-        "collector-timeout",
-        "collector_timeout",
-        "SECONDS",
-        "Seconds a collector may take per scrape",
-    ),
-    takes(
-        "web.max-requests",
-        "max_requests",
-        "N",
-        "Concurrent /metrics requests before answering 503",
-    ),
-    takes(
-        "parallelism",
-        "parallelism",
-        "N",
-        "Worker threads for collection (0: one per CPU)",
-    ),
-    takes(
-        "path.procfs",
-        "paths.procfs",
-        "PATH",
-        "procfs mount point [default: /proc]",
-    ),
-    takes(
-        "path.sysfs",
-        "paths.sysfs",
-        "PATH",
-        "sysfs mount point [default: /sys]",
-    ),
-    takes(
-        "path.rootfs",
-        "paths.rootfs",
-        "PATH",
-        "Root of the host filesystem [default: /]",
-    ),
-    sets(
-        "enable-tls",
-        "enable_tls",
-        "true",
-        "Serve HTTPS (needs --tls-cert and --tls-key)",
-    ),
-    takes(
-        "tls-cert",
-        "tls_cert_path",
-        "FILE",
-        "TLS certificate chain (PEM)",
-    ),
-    takes("tls-key", "tls_key_path", "FILE", "TLS private key (PEM)"),
-    takes(
-        "min-uss-kb",
-        "min_uss_kb",
-        "KB",
-        "Per-process series only for USS >= KB",
-    ),
-    takes(
-        "top-n-subgroup",
-        "top_n_subgroup",
-        "N",
-        "Top-N processes per subgroup",
-    ),
-    takes(
-        "top-n-others",
-        "top_n_others",
-        "N",
-        "Top-N processes for the \"other\" group",
-    ),
-    takes(
-        "search-mode",
-        "search_mode",
-        "MODE",
-        "include: export only --search-groups; exclude: never export them",
-    ),
-    KeyFlag {
-        value: FlagValue::List("GROUPS"),
-        ..takes(
+const KEY_FLAGS: &[KeyFlag] = {
+    use FlagValue::{List, Sets, Takes};
+    &[
+        KeyFlag {
+            short: Some('p'),
+            ..flag(
+                "port",
+                "port",
+                Takes("PORT"),
+                "HTTP listen port [default: 9215]",
+            )
+        },
+        flag(
+            "bind",
+            "bind",
+            Takes("ADDR"),
+            "Address to listen on [default: 0.0.0.0]",
+        ),
+        flag(
+            "log-level",
+            "log_level",
+            Takes("LEVEL"),
+            "Log level: error, warn, info, debug or trace",
+        ),
+        flag(
+            "log-format",
+            "log_format",
+            Takes("FORMAT"),
+            "Log format: text or json",
+        ),
+        flag(
+            "cache-ttl",
+            "cache_ttl",
+            Takes("SECONDS"),
+            "Serve a cached scrape for N seconds (0: collect on every scrape)",
+        ),
+        flag(
+            "collector-timeout",
+            "collector_timeout",
+            Takes("SECONDS"),
+            "Seconds a collector may take per scrape",
+        ),
+        flag(
+            "web.max-requests",
+            "max_requests",
+            Takes("N"),
+            "Concurrent /metrics requests before answering 503",
+        ),
+        flag(
+            "parallelism",
+            "parallelism",
+            Takes("N"),
+            "Worker threads for collection (0: one per CPU)",
+        ),
+        flag(
+            "path.procfs",
+            "paths.procfs",
+            Takes("PATH"),
+            "procfs mount point [default: /proc]",
+        ),
+        flag(
+            "path.sysfs",
+            "paths.sysfs",
+            Takes("PATH"),
+            "sysfs mount point [default: /sys]",
+        ),
+        flag(
+            "path.rootfs",
+            "paths.rootfs",
+            Takes("PATH"),
+            "Root of the host filesystem [default: /]",
+        ),
+        flag(
+            "enable-tls",
+            "enable_tls",
+            Sets("true"),
+            "Serve HTTPS (needs --tls-cert and --tls-key)",
+        ),
+        flag(
+            "tls-cert",
+            "tls_cert_path",
+            Takes("FILE"),
+            "TLS certificate chain (PEM)",
+        ),
+        flag(
+            "tls-key",
+            "tls_key_path",
+            Takes("FILE"),
+            "TLS private key (PEM)",
+        ),
+        flag(
+            "min-uss-kb",
+            "min_uss_kb",
+            Takes("KB"),
+            "Per-process series only for USS >= KB",
+        ),
+        flag(
+            "top-n-subgroup",
+            "top_n_subgroup",
+            Takes("N"),
+            "Top-N processes per subgroup",
+        ),
+        flag(
+            "top-n-others",
+            "top_n_others",
+            Takes("N"),
+            "Top-N processes for the \"other\" group",
+        ),
+        flag(
+            "search-mode",
+            "search_mode",
+            Takes("MODE"),
+            "include: export only --search-groups; exclude: never export them",
+        ),
+        flag(
             "search-groups",
             "search_groups",
-            "",
+            List("GROUPS"),
             "Groups for --search-mode (comma-separated)",
-        )
-    },
-    sets(
-        "disable-others",
-        "disable_others",
-        "true",
-        "Drop unclassified processes (group \"other\")",
-    ),
-    sets(
-        "no-per-process-metrics",
-        "per_process_metrics",
-        "false",
-        "Keep only group and top-N series, no per-process series",
-    ),
-    sets(
-        "enable-ebpf",
-        "enable_ebpf",
-        "true",
-        "Turn the eBPF programs on (enable_ebpf)",
-    ),
-    sets(
-        "disable-ebpf",
-        "enable_ebpf",
-        "false",
-        "Turn the eBPF programs off (enable_ebpf: false)",
-    ),
-    sets(
-        "enable-ebpf-network",
-        "enable_ebpf_network",
-        "true",
-        "Per-process network I/O from eBPF on",
-    ),
-    sets(
-        "disable-ebpf-network",
-        "enable_ebpf_network",
-        "false",
-        "Per-process network I/O from eBPF off",
-    ),
-    sets(
-        "enable-ebpf-disk",
-        "enable_ebpf_disk",
-        "true",
-        "Per-process block I/O from eBPF on",
-    ),
-    sets(
-        "disable-ebpf-disk",
-        "enable_ebpf_disk",
-        "false",
-        "Per-process block I/O from eBPF off",
-    ),
-    sets(
-        "enable-tcp-tracking",
-        "enable_tcp_tracking",
-        "true",
-        "TCP state counts from eBPF state-change events on",
-    ),
-    sets(
-        "disable-tcp-tracking",
-        "enable_tcp_tracking",
-        "false",
-        "TCP state counts from eBPF off (a netlink dump per scrape instead)",
-    ),
-    takes(
-        "subgroups-file",
-        "subgroups_file",
-        "FILE",
-        "Custom classification rules file (TOML)",
-    ),
-    takes(
-        "smaps-mode",
-        "smaps_mode",
-        "MODE",
-        "Which processes get PSS/USS/swap from smaps_rollup: all, top or off",
-    ),
-    takes(
-        "smaps-budget-ms",
-        "smaps_budget_ms",
-        "MS",
-        "Milliseconds per scrape for smaps reads",
-    ),
-];
+        ),
+        flag(
+            "disable-others",
+            "disable_others",
+            Sets("true"),
+            "Drop unclassified processes (group \"other\")",
+        ),
+        flag(
+            "no-per-process-metrics",
+            "per_process_metrics",
+            Sets("false"),
+            "Keep only group and top-N series, no per-process series",
+        ),
+        flag(
+            "enable-ebpf",
+            "enable_ebpf",
+            Sets("true"),
+            "Turn the eBPF programs on (enable_ebpf)",
+        ),
+        flag(
+            "disable-ebpf",
+            "enable_ebpf",
+            Sets("false"),
+            "Turn the eBPF programs off (enable_ebpf: false)",
+        ),
+        flag(
+            "enable-ebpf-network",
+            "enable_ebpf_network",
+            Sets("true"),
+            "Per-process network I/O from eBPF on",
+        ),
+        flag(
+            "disable-ebpf-network",
+            "enable_ebpf_network",
+            Sets("false"),
+            "Per-process network I/O from eBPF off",
+        ),
+        flag(
+            "enable-ebpf-disk",
+            "enable_ebpf_disk",
+            Sets("true"),
+            "Per-process block I/O from eBPF on",
+        ),
+        flag(
+            "disable-ebpf-disk",
+            "enable_ebpf_disk",
+            Sets("false"),
+            "Per-process block I/O from eBPF off",
+        ),
+        flag(
+            "enable-tcp-tracking",
+            "enable_tcp_tracking",
+            Sets("true"),
+            "TCP state counts from eBPF state-change events on",
+        ),
+        flag(
+            "disable-tcp-tracking",
+            "enable_tcp_tracking",
+            Sets("false"),
+            "TCP state counts from eBPF off (a netlink dump per scrape instead)",
+        ),
+        flag(
+            "subgroups-file",
+            "subgroups_file",
+            Takes("FILE"),
+            "Custom classification rules file (TOML)",
+        ),
+        flag(
+            "smaps-mode",
+            "smaps_mode",
+            Takes("MODE"),
+            "Which processes get PSS/USS/swap from smaps_rollup: all, top or off",
+        ),
+        flag(
+            "smaps-budget-ms",
+            "smaps_budget_ms",
+            Takes("MS"),
+            "Milliseconds per scrape for smaps reads",
+        ),
+    ]
+};
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -1039,4 +1034,118 @@ fn run_test(config: Config, ctx: &BuildContext, iterations: u32, verbose: bool) 
     }
     exporter.scraper.shutdown();
     i32::from(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let args: Vec<String> = std::iter::once("herakles-node-exporter")
+            .chain(["--no-config"])
+            .chain(args.iter().copied())
+            .map(str::to_string)
+            .collect();
+        check_collector_flags(&args).map_err(ConfigError::msg)?;
+        let m = command().try_get_matches_from(&args).unwrap();
+        let cli = Cli::from_arg_matches(&m).unwrap();
+        let env = env.iter().map(|(k, v)| (k.into(), v.into()));
+        resolve_config(&cli, &flag_overrides(&m), env).map(|r| r.config)
+    }
+
+    #[test]
+    fn every_flag_names_a_key() {
+        let tree = serde_json::to_value(Config::default()).unwrap();
+        for f in KEY_FLAGS {
+            let found = f.key.split('.').try_fold(&tree, |node, k| node.get(k));
+            assert!(found.is_some(), "--{} sets unknown key {}", f.long, f.key);
+        }
+    }
+
+    /// A flag and the variable of the same key are one setting: the same
+    /// value gives the same config, and the same bad value the same error,
+    /// but for the name of where it came from.
+    #[test]
+    fn flags_and_variables_go_through_one_layer() {
+        for (flag, var, value) in [
+            ("--web.max-requests", "HERAKLES_MAX_REQUESTS", "7"),
+            ("--web.max-requests", "HERAKLES_MAX_REQUESTS", "0"),
+            ("--collector-timeout", "HERAKLES_COLLECTOR_TIMEOUT", "1e20"),
+            ("--log-level", "HERAKLES_LOG_LEVEL", "debgu"),
+            ("--path.procfs", "HERAKLES_PATHS__PROCFS", "/host/proc"),
+            ("--search-groups", "HERAKLES_SEARCH_GROUPS", "db,web"),
+            (
+                "--collector.disk.device-exclude",
+                "HERAKLES_COLLECTORS__DISK__DEVICE_EXCLUDE",
+                "^(loop",
+            ),
+            (
+                "--collector.netprobe.tc-priority",
+                "HERAKLES_COLLECTORS__NETPROBE__TC_PRIORITY",
+                "0",
+            ),
+        ] {
+            let by_flag = resolve(&[flag, value], &[]);
+            let by_env = resolve(&[], &[(var, value)]);
+            match (by_flag, by_env) {
+                (Ok(a), Ok(b)) => assert_eq!(
+                    serde_json::to_value(a).unwrap(),
+                    serde_json::to_value(b).unwrap()
+                ),
+                (Err(a), Err(b)) => {
+                    let a = a.message.replace(&format!("flag {flag}"), "SOURCE");
+                    let b = b
+                        .message
+                        .replace(&format!("environment variable {var}"), "SOURCE");
+                    assert_eq!(a, b);
+                    assert!(a.starts_with("SOURCE: key "), "{a}");
+                }
+                (a, b) => panic!("{flag} gave {a:?}, {var} gave {b:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_flag_keeps_the_variable_of_its_key_from_being_read() {
+        let c = resolve(&["-p", "9301"], &[("HERAKLES_PORT", "not a port")]).unwrap();
+        assert_eq!(c.port, 9301);
+        assert!(resolve(&[], &[("HERAKLES_PORT", "not a port")]).is_err());
+    }
+
+    #[test]
+    fn switches_and_toggles_last_one_wins() {
+        let c = resolve(&["--disable-ebpf", "--enable-ebpf"], &[]).unwrap();
+        assert!(c.enable_ebpf);
+        let c = resolve(&["--enable-ebpf", "--disable-ebpf"], &[]).unwrap();
+        assert!(!c.enable_ebpf);
+        let c = resolve(&["--collector.memory", "--no-collector.memory"], &[]).unwrap();
+        assert!(!c.collectors.0["memory"].enabled);
+        let c = resolve(
+            &[
+                "--collector.netprobe.interfaces=eth0",
+                "--collector.netprobe.interfaces",
+                "lo,wg0",
+            ],
+            &[],
+        )
+        .unwrap();
+        let netprobe = serde_json::to_value(&c.collectors.0["netprobe"].config).unwrap();
+        assert_eq!(
+            netprobe["interfaces"],
+            serde_json::json!(["eth0", "lo", "wg0"])
+        );
+    }
+
+    #[test]
+    fn unknown_collector_keys_list_the_valid_ones() {
+        let e = resolve(&["--collector.disk.device-exclud=x"], &[]).unwrap_err();
+        assert_eq!(
+            e.message,
+            "flag --collector.disk.device-exclud: unknown key \
+             \"collectors.disk.device_exclud\" (did you mean \"device_exclude\"?); \
+             valid: device_exclude, device_include"
+        );
+        let e = resolve(&["--collector.nonesuch.x=1"], &[]).unwrap_err();
+        assert!(e.message.contains("valid collectors"), "{e}");
+    }
 }

@@ -183,64 +183,41 @@ fn config_paths_that_are_not_files_say_what_they_are() {
 /// and serves a scrape.
 #[test]
 fn range_edges_start_the_daemon() {
+    let top = "cache_ttl: 86400\nmax_requests: 65536\nmin_uss_kb: 1099511627776\n\
+               top_n_subgroup: 10000\ntop_n_others: 10000\ntop_n: 10000\n\
+               smaps_min_rss_kb: 1099511627776\nsmaps_budget_ms: 60000\n\
+               smaps_max_age_secs: 86400\nio_buffer_kb: 65536\nsmaps_buffer_kb: 65536\n\
+               collectors:\n  filesystem:\n    statfs_timeout_ms: 60000\n\
+               \x20 bpf_inventory:\n    max_programs: 1048576\n    max_maps: 1048576\n";
+    let bottom = "cache_ttl: 0\nmax_requests: 1\nmin_uss_kb: 0\ntop_n_subgroup: 0\n\
+                  top_n_others: 0\ntop_n: 0\nsmaps_min_rss_kb: 0\nsmaps_budget_ms: 0\n\
+                  smaps_mode: 'off'\nsmaps_max_age_secs: 0\nio_buffer_kb: 1\nsmaps_buffer_kb: 1\n\
+                  collectors:\n  filesystem:\n    statfs_timeout_ms: 1\n\
+                  \x20 bpf_inventory:\n    max_programs: 0\n    max_maps: 0\n";
     let dir = tempfile::tempdir().unwrap();
-    let top = dir.path().join("top.yaml");
-    std::fs::write(
-        &top,
-        "cache_ttl: 86400\nmax_requests: 65536\nmin_uss_kb: 1099511627776\n\
-         top_n_subgroup: 10000\ntop_n_others: 10000\ntop_n: 10000\n\
-         smaps_min_rss_kb: 1099511627776\nsmaps_budget_ms: 60000\n\
-         smaps_max_age_secs: 86400\nio_buffer_kb: 65536\nsmaps_buffer_kb: 65536\n\
-         collectors:\n  filesystem:\n    statfs_timeout_ms: 60000\n\
-         \x20 bpf_inventory:\n    max_programs: 1048576\n    max_maps: 1048576\n",
-    )
-    .unwrap();
-    let exp = start(
-        &[
+    for (name, file, parallelism, timeout) in [
+        ("top", top, "256", "3600"),
+        ("bottom", bottom, "0", "0.001"),
+    ] {
+        let path = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&path, file).unwrap();
+        let args = [
             "-c",
-            top.to_str().unwrap(),
+            path.to_str().unwrap(),
             "-p",
             "0",
             "--bind",
             "127.0.0.1",
             "--parallelism",
-            "256",
+            parallelism,
             "--disable-ebpf",
-        ],
-        &[("HERAKLES_COLLECTOR_TIMEOUT", "3600")],
-    );
-    for _ in 0..2 {
-        assert_eq!(exp.get("/metrics").status, 200);
+        ];
+        let exp = start(&args, &[("HERAKLES_COLLECTOR_TIMEOUT", timeout)]);
+        // Twice: the second scrape may come from the cache.
+        for _ in 0..2 {
+            assert_eq!(exp.get("/metrics").status, 200, "{name}");
+        }
     }
-    drop(exp);
-
-    let bottom = dir.path().join("bottom.yaml");
-    std::fs::write(
-        &bottom,
-        "cache_ttl: 0\nmax_requests: 1\nmin_uss_kb: 0\ntop_n_subgroup: 0\n\
-         top_n_others: 0\ntop_n: 0\nsmaps_min_rss_kb: 0\nsmaps_budget_ms: 0\n\
-         smaps_mode: 'off'\nsmaps_max_age_secs: 0\nio_buffer_kb: 1\nsmaps_buffer_kb: 1\n\
-         collectors:\n  filesystem:\n    statfs_timeout_ms: 1\n\
-         \x20 bpf_inventory:\n    max_programs: 0\n    max_maps: 0\n",
-    )
-    .unwrap();
-    let exp = start(
-        &[
-            "-c",
-            bottom.to_str().unwrap(),
-            "-p",
-            "0",
-            "--bind",
-            "127.0.0.1",
-            "--parallelism",
-            "0",
-            "--collector-timeout",
-            "0.001",
-            "--disable-ebpf",
-        ],
-        &[],
-    );
-    assert_eq!(exp.get("/metrics").status, 200);
 }
 
 /// A numeric key and its bounds, read from the schema that also checks it.

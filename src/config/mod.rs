@@ -24,8 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use collectors::{unknown_collector, CollectorSection, Collectors};
 pub use load::{find_config_file, load_file, parse_str, ConfigError, Format, LoadedFile};
-pub use locate::locate;
-pub use overrides::{env_overrides, merge, service_link, Override, Source};
+pub use overrides::{env_overrides, merge, Override, Source};
 pub use template::commented_template;
 pub use validate::Invalid;
 

@@ -217,17 +217,7 @@ mod tests {
                 }
             }
         };
-        let root = schemars::schema_for!(Config).to_value();
-        walk(&root, &root, String::new(), &mut visit);
-        for r in herakles_core::registrations() {
-            let schema = r.config_schema().to_value();
-            walk(
-                &schema,
-                &schema,
-                format!("collectors.{}", r.name),
-                &mut visit,
-            );
-        }
+        walk_all(&mut visit);
         assert!(seen >= 17, "only {seen} numeric keys found");
         assert!(missing.is_empty(), "keys without a range: {missing:?}");
     }
@@ -243,19 +233,21 @@ mod tests {
                 assert_eq!(schema["format"], "regex", "{path}");
             }
         };
-        for r in herakles_core::registrations() {
-            let schema = r.config_schema().to_value();
-            walk(
-                &schema,
-                &schema,
-                format!("collectors.{}", r.name),
-                &mut visit,
-            );
-        }
+        walk_all(&mut visit);
         assert!(
             filters.len() >= 6,
             "disk, netdev and filesystem filters: {filters:?}"
         );
+    }
+
+    /// Visit every key of the global schema and of every collector's.
+    fn walk_all(visit: &mut impl FnMut(String, &Value)) {
+        let root = schemars::schema_for!(Config).to_value();
+        walk(&root, &root, String::new(), visit);
+        for r in herakles_core::registrations() {
+            let schema = r.config_schema().to_value();
+            walk(&schema, &schema, format!("collectors.{}", r.name), visit);
+        }
     }
 
     fn walk(schema: &Value, root: &Value, path: String, visit: &mut impl FnMut(String, &Value)) {
