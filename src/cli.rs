@@ -8,13 +8,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Arg, ArgAction, CommandFactory, FromArgMatches, Parser, Subcommand};
-use herakles_core::{registrations, BuildContext, Collector};
+use clap::{Arg, ArgAction, ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use herakles_core::{registrations, BuildContext, Collector, Registration};
 
 use crate::classify::Classifier;
-use crate::config::{
-    self, Config, ConfigError, Format, LoadedFile, LogFormat, LogLevel, SearchMode, SmapsMode,
-};
+use crate::config::{self, Config, ConfigError, Format, LoadedFile, Override, Source};
 use crate::health::Health;
 use crate::scrape::Scraper;
 
@@ -23,22 +21,11 @@ use crate::scrape::Scraper;
     name = "herakles-node-exporter",
     version,
     about = "Prometheus exporter for Linux: per-process, per-group and whole-machine metrics",
-    after_help = "Every collector also has --collector.NAME and --no-collector.NAME flags; \
-                  `herakles-node-exporter collectors` lists them."
+    after_help = "Every collector also has --collector.NAME and --no-collector.NAME flags, and \
+                  --collector.NAME.KEY=VALUE for each key of its config section (dashes or \
+                  underscores); `herakles-node-exporter collectors` lists the collectors."
 )]
 pub struct Cli {
-    /// HTTP listen port [default: 9215]
-    #[arg(short = 'p', long)]
-    pub port: Option<u16>,
-    /// Address to listen on [default: 0.0.0.0]
-    #[arg(long)]
-    pub bind: Option<String>,
-    /// Log level
-    #[arg(long, value_enum)]
-    pub log_level: Option<LogLevel>,
-    /// Log format
-    #[arg(long, value_enum)]
-    pub log_format: Option<LogFormat>,
     /// Config file (.yaml, .yml, .json or .toml)
     #[arg(short = 'c', long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -57,93 +44,248 @@ pub struct Cli {
     /// Validate the config (and build every enabled collector), then exit
     #[arg(long)]
     pub check_config: bool,
-    /// Serve a cached scrape for N seconds (0: collect on every scrape)
-    #[arg(long, value_name = "SECONDS")]
-    pub cache_ttl: Option<u64>,
-    /// Seconds a collector may take per scrape
-    #[arg(long, value_name = "SECONDS")]
-    pub collector_timeout: Option<f64>,
-    /// Concurrent /metrics requests before answering 503
-    #[arg(long = "web.max-requests", value_name = "N")]
-    pub max_requests: Option<usize>,
-    /// Worker threads for collection (0: one per CPU)
-    #[arg(long, value_name = "N")]
-    pub parallelism: Option<usize>,
-    /// procfs mount point [default: /proc]
-    #[arg(long = "path.procfs", value_name = "PATH")]
-    pub procfs: Option<PathBuf>,
-    /// sysfs mount point [default: /sys]
-    #[arg(long = "path.sysfs", value_name = "PATH")]
-    pub sysfs: Option<PathBuf>,
-    /// Root of the host filesystem [default: /]
-    #[arg(long = "path.rootfs", value_name = "PATH")]
-    pub rootfs: Option<PathBuf>,
-    /// Serve HTTPS (needs --tls-cert and --tls-key)
-    #[arg(long)]
-    pub enable_tls: bool,
-    /// TLS certificate chain (PEM)
-    #[arg(long, value_name = "FILE")]
-    pub tls_cert: Option<String>,
-    /// TLS private key (PEM)
-    #[arg(long, value_name = "FILE")]
-    pub tls_key: Option<String>,
-    /// Per-process series only for USS >= KB
-    #[arg(long, value_name = "KB")]
-    pub min_uss_kb: Option<u64>,
-    /// Top-N processes per subgroup
-    #[arg(long, value_name = "N")]
-    pub top_n_subgroup: Option<usize>,
-    /// Top-N processes for the "other" group
-    #[arg(long, value_name = "N")]
-    pub top_n_others: Option<usize>,
-    /// include: export only --search-groups; exclude: never export them
-    #[arg(long, value_enum)]
-    pub search_mode: Option<SearchMode>,
-    /// Groups for --search-mode (comma-separated)
-    #[arg(long, value_name = "GROUPS", value_delimiter = ',')]
-    pub search_groups: Option<Vec<String>>,
-    /// Drop unclassified processes (group "other")
-    #[arg(long)]
-    pub disable_others: bool,
-    /// Keep only group and top-N series, no per-process series
-    #[arg(long)]
-    pub no_per_process_metrics: bool,
-    /// Turn the eBPF programs on (enable_ebpf)
-    #[arg(long, overrides_with = "disable_ebpf")]
-    pub enable_ebpf: bool,
-    /// Turn the eBPF programs off (enable_ebpf: false)
-    #[arg(long, overrides_with = "enable_ebpf")]
-    pub disable_ebpf: bool,
-    /// Per-process network I/O from eBPF on
-    #[arg(long, overrides_with = "disable_ebpf_network")]
-    pub enable_ebpf_network: bool,
-    /// Per-process network I/O from eBPF off
-    #[arg(long, overrides_with = "enable_ebpf_network")]
-    pub disable_ebpf_network: bool,
-    /// Per-process block I/O from eBPF on
-    #[arg(long, overrides_with = "disable_ebpf_disk")]
-    pub enable_ebpf_disk: bool,
-    /// Per-process block I/O from eBPF off
-    #[arg(long, overrides_with = "enable_ebpf_disk")]
-    pub disable_ebpf_disk: bool,
-    /// TCP state counts from eBPF state-change events on
-    #[arg(long, overrides_with = "disable_tcp_tracking")]
-    pub enable_tcp_tracking: bool,
-    /// TCP state counts from eBPF off (a netlink dump per scrape instead)
-    #[arg(long, overrides_with = "enable_tcp_tracking")]
-    pub disable_tcp_tracking: bool,
-    /// Custom classification rules file (TOML)
-    #[arg(long, value_name = "FILE")]
-    pub subgroups_file: Option<String>,
-    /// Which processes get PSS/USS/swap from smaps_rollup
-    #[arg(long, value_enum)]
-    pub smaps_mode: Option<SmapsMode>,
-    /// Milliseconds per scrape for smaps reads
-    #[arg(long, value_name = "MS")]
-    pub smaps_budget_ms: Option<u64>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
+
+/// A flag that sets a config key. Its value is not parsed here: it becomes
+/// an [`Override`] and goes through the same conversion and validation as
+/// the key in a file or a `HERAKLES_*` variable.
+struct KeyFlag {
+    long: &'static str,
+    short: Option<char>,
+    /// Dotted config key path.
+    key: &'static str,
+    value: FlagValue,
+    help: &'static str,
+}
+
+enum FlagValue {
+    /// Takes a value, shown as this placeholder in the help.
+    Takes(&'static str),
+    /// A list key: values may be repeated and comma-separated.
+    List(&'static str),
+    /// A switch that sets the key to this value.
+    Sets(&'static str),
+}
+
+const fn flag(
+    long: &'static str,
+    key: &'static str,
+    value: FlagValue,
+    help: &'static str,
+) -> KeyFlag {
+    KeyFlag {
+        long,
+        short: None,
+        key,
+        value,
+        help,
+    }
+}
+
+/// Every flag that sets a global key. Two switches of one key (`--enable-X`,
+/// `--disable-X`) override each other: the last one given wins.
+const KEY_FLAGS: &[KeyFlag] = {
+    use FlagValue::{List, Sets, Takes};
+    &[
+        KeyFlag {
+            short: Some('p'),
+            ..flag(
+                "port",
+                "port",
+                Takes("PORT"),
+                "HTTP listen port [default: 9215]",
+            )
+        },
+        flag(
+            "bind",
+            "bind",
+            Takes("ADDR"),
+            "Address to listen on [default: 0.0.0.0]",
+        ),
+        flag(
+            "log-level",
+            "log_level",
+            Takes("LEVEL"),
+            "Log level: error, warn, info, debug or trace",
+        ),
+        flag(
+            "log-format",
+            "log_format",
+            Takes("FORMAT"),
+            "Log format: text or json",
+        ),
+        flag(
+            "cache-ttl",
+            "cache_ttl",
+            Takes("SECONDS"),
+            "Serve a cached scrape for N seconds (0: collect on every scrape)",
+        ),
+        flag(
+            "collector-timeout",
+            "collector_timeout",
+            Takes("SECONDS"),
+            "Seconds a collector may take per scrape",
+        ),
+        flag(
+            "web.max-requests",
+            "max_requests",
+            Takes("N"),
+            "Concurrent /metrics requests before answering 503",
+        ),
+        flag(
+            "parallelism",
+            "parallelism",
+            Takes("N"),
+            "Worker threads for collection (0: one per CPU)",
+        ),
+        flag(
+            "path.procfs",
+            "paths.procfs",
+            Takes("PATH"),
+            "procfs mount point [default: /proc]",
+        ),
+        flag(
+            "path.sysfs",
+            "paths.sysfs",
+            Takes("PATH"),
+            "sysfs mount point [default: /sys]",
+        ),
+        flag(
+            "path.rootfs",
+            "paths.rootfs",
+            Takes("PATH"),
+            "Root of the host filesystem [default: /]",
+        ),
+        flag(
+            "enable-tls",
+            "enable_tls",
+            Sets("true"),
+            "Serve HTTPS (needs --tls-cert and --tls-key)",
+        ),
+        flag(
+            "tls-cert",
+            "tls_cert_path",
+            Takes("FILE"),
+            "TLS certificate chain (PEM)",
+        ),
+        flag(
+            "tls-key",
+            "tls_key_path",
+            Takes("FILE"),
+            "TLS private key (PEM)",
+        ),
+        flag(
+            "min-uss-kb",
+            "min_uss_kb",
+            Takes("KB"),
+            "Per-process series only for USS >= KB",
+        ),
+        flag(
+            "top-n-subgroup",
+            "top_n_subgroup",
+            Takes("N"),
+            "Top-N processes per subgroup",
+        ),
+        flag(
+            "top-n-others",
+            "top_n_others",
+            Takes("N"),
+            "Top-N processes for the \"other\" group",
+        ),
+        flag(
+            "search-mode",
+            "search_mode",
+            Takes("MODE"),
+            "include: export only --search-groups; exclude: never export them",
+        ),
+        flag(
+            "search-groups",
+            "search_groups",
+            List("GROUPS"),
+            "Groups for --search-mode (comma-separated)",
+        ),
+        flag(
+            "disable-others",
+            "disable_others",
+            Sets("true"),
+            "Drop unclassified processes (group \"other\")",
+        ),
+        flag(
+            "no-per-process-metrics",
+            "per_process_metrics",
+            Sets("false"),
+            "Keep only group and top-N series, no per-process series",
+        ),
+        flag(
+            "enable-ebpf",
+            "enable_ebpf",
+            Sets("true"),
+            "Turn the eBPF programs on (enable_ebpf)",
+        ),
+        flag(
+            "disable-ebpf",
+            "enable_ebpf",
+            Sets("false"),
+            "Turn the eBPF programs off (enable_ebpf: false)",
+        ),
+        flag(
+            "enable-ebpf-network",
+            "enable_ebpf_network",
+            Sets("true"),
+            "Per-process network I/O from eBPF on",
+        ),
+        flag(
+            "disable-ebpf-network",
+            "enable_ebpf_network",
+            Sets("false"),
+            "Per-process network I/O from eBPF off",
+        ),
+        flag(
+            "enable-ebpf-disk",
+            "enable_ebpf_disk",
+            Sets("true"),
+            "Per-process block I/O from eBPF on",
+        ),
+        flag(
+            "disable-ebpf-disk",
+            "enable_ebpf_disk",
+            Sets("false"),
+            "Per-process block I/O from eBPF off",
+        ),
+        flag(
+            "enable-tcp-tracking",
+            "enable_tcp_tracking",
+            Sets("true"),
+            "TCP state counts from eBPF state-change events on",
+        ),
+        flag(
+            "disable-tcp-tracking",
+            "enable_tcp_tracking",
+            Sets("false"),
+            "TCP state counts from eBPF off (a netlink dump per scrape instead)",
+        ),
+        flag(
+            "subgroups-file",
+            "subgroups_file",
+            Takes("FILE"),
+            "Custom classification rules file (TOML)",
+        ),
+        flag(
+            "smaps-mode",
+            "smaps_mode",
+            Takes("MODE"),
+            "Which processes get PSS/USS/swap from smaps_rollup: all, top or off",
+        ),
+        flag(
+            "smaps-budget-ms",
+            "smaps_budget_ms",
+            Takes("MS"),
+            "Milliseconds per scrape for smaps reads",
+        ),
+    ]
+};
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -201,13 +343,10 @@ pub fn main() -> i32 {
 
 /// Entry point with explicit arguments (for custom builds and tests).
 pub fn main_with(args: Vec<String>) -> i32 {
-    let toggles = match collector_toggles(&args) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
-    };
+    if let Err(e) = check_collector_flags(&args) {
+        eprintln!("error: {e}");
+        return 2;
+    }
     let matches = match command().try_get_matches_from(&args) {
         Ok(m) => m,
         Err(e) => {
@@ -232,13 +371,22 @@ pub fn main_with(args: Vec<String>) -> i32 {
         return write_template(*format, *commented, output.as_ref());
     }
 
-    let (config, file) = match resolve_config(&cli, &toggles) {
-        Ok(c) => c,
+    let flags = flag_overrides(&matches);
+    let Resolved {
+        config,
+        file,
+        notes,
+    } = match resolve_config(&cli, &flags, std::env::vars_os()) {
+        Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
             return 2;
         }
     };
+    crate::logging::init(config.log_level, config.log_format);
+    for note in &notes {
+        tracing::debug!("{note}");
+    }
 
     // Classification rules are part of the configuration: a broken rules
     // file is a usage error (exit 2) that --check-config must report, not a
@@ -251,6 +399,9 @@ pub fn main_with(args: Vec<String>) -> i32 {
             return 2;
         }
     };
+    for warning in classifier.warnings() {
+        tracing::warn!("classification rules: {warning}");
+    }
 
     if cli.show_user_config {
         return show_user_config(file.as_ref(), cli.config_format);
@@ -298,56 +449,186 @@ pub fn main_with(args: Vec<String>) -> i32 {
     }
 }
 
-/// The clap command with one `--collector.NAME` / `--no-collector.NAME` pair
-/// per registered collector, generated from the registry.
+/// The clap command: [`Cli`], a flag per entry of [`KEY_FLAGS`], and for
+/// every registered collector `--collector.NAME`, `--no-collector.NAME` and
+/// `--collector.NAME.KEY` per key of its section, generated from the
+/// registry and the section's schema.
 fn command() -> clap::Command {
     let mut cmd = Cli::command();
+    for f in KEY_FLAGS {
+        let mut arg = Arg::new(f.long).long(f.long).help(f.help);
+        if let Some(c) = f.short {
+            arg = arg.short(c);
+        }
+        arg = match f.value {
+            FlagValue::Takes(name) => arg.value_name(name).action(ArgAction::Set),
+            FlagValue::List(name) => arg.value_name(name).action(ArgAction::Append),
+            FlagValue::Sets(_) => {
+                let partners = KEY_FLAGS
+                    .iter()
+                    .filter(|o| o.key == f.key && o.long != f.long)
+                    .map(|o| o.long);
+                arg.action(ArgAction::SetTrue).overrides_with_all(partners)
+            }
+        };
+        cmd = cmd.arg(arg);
+    }
     for r in registrations() {
+        let (on, off) = (
+            format!("collector.{}", r.name),
+            format!("no-collector.{}", r.name),
+        );
         cmd = cmd
             .arg(
-                Arg::new(format!("collector.{}", r.name))
-                    .long(format!("collector.{}", r.name))
+                Arg::new(on.clone())
+                    .long(on.clone())
                     .action(ArgAction::SetTrue)
+                    .overrides_with(off.clone())
                     .help(format!("Enable the {} collector", r.name))
                     .hide(true),
             )
             .arg(
-                Arg::new(format!("no-collector.{}", r.name))
-                    .long(format!("no-collector.{}", r.name))
+                Arg::new(off.clone())
+                    .long(off)
                     .action(ArgAction::SetTrue)
+                    .overrides_with(on)
                     .help(format!("Disable the {} collector", r.name))
                     .hide(true),
             );
+        for (key, list) in section_keys(r) {
+            // Dashes as node_exporter writes its flags; underscores, as the
+            // key is spelt in the file, are accepted too.
+            let long = format!("collector.{}.{}", r.name, key.replace('_', "-"));
+            let mut arg = Arg::new(format!("collector.{}.{key}", r.name))
+                .long(long)
+                .value_name("VALUE")
+                .help(format!("Set collectors.{}.{key}", r.name))
+                .hide(true)
+                .action(if list {
+                    ArgAction::Append
+                } else {
+                    ArgAction::Set
+                });
+            if key.contains('_') {
+                arg = arg.alias(format!("collector.{}.{key}", r.name));
+            }
+            cmd = cmd.arg(arg);
+        }
     }
     cmd
 }
 
-/// `--collector.X` / `--no-collector.X` in command-line order (the last one
-/// for a name wins). Checked before clap so that an unknown name gets the
-/// list of valid collectors rather than clap's generic message.
-fn collector_toggles(args: &[String]) -> Result<Vec<(String, bool)>, String> {
-    let mut out = Vec::new();
+/// The keys of a collector's config section, and whether each is a list.
+fn section_keys(r: &Registration) -> Vec<(String, bool)> {
+    let schema = r.config_schema().to_value();
+    schema["properties"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(key, s)| (key.clone(), s["type"] == "array"))
+        .collect()
+}
+
+/// Check the collector names (and keys) in `--collector.NAME[.KEY]` and
+/// `--no-collector.NAME` before clap does, so that a misspelt one gets the
+/// list of valid names rather than clap's generic message.
+fn check_collector_flags(args: &[String]) -> Result<(), String> {
     for a in args.iter().skip(1) {
-        let (name, on) = if let Some(n) = a.strip_prefix("--collector.") {
-            (n, true)
-        } else if let Some(n) = a.strip_prefix("--no-collector.") {
-            (n, false)
+        let flag = a.split('=').next().unwrap_or(a);
+        let (name, key) = if let Some(n) = flag.strip_prefix("--collector.") {
+            match n.split_once('.') {
+                Some((name, key)) => (name, Some(key)),
+                None => (n, None),
+            }
+        } else if let Some(n) = flag.strip_prefix("--no-collector.") {
+            (n, None)
         } else {
             continue;
         };
-        if !registrations().iter().any(|r| r.name == name) {
+        let Some(r) = registrations().into_iter().find(|r| r.name == name) else {
             return Err(config::unknown_collector(name));
+        };
+        let Some(key) = key else { continue };
+        let keys = section_keys(r);
+        let key = key.replace('-', "_");
+        if !keys.iter().any(|(k, _)| *k == key) {
+            let names: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
+            let hint = crate::util::did_you_mean(&key, names.iter().copied())
+                .map(|s| format!(" (did you mean \"{s}\"?)"))
+                .unwrap_or_default();
+            let valid = if names.is_empty() {
+                format!("collector \"{name}\" has no settings")
+            } else {
+                format!("valid: {}", names.join(", "))
+            };
+            return Err(format!(
+                "flag {flag}: unknown key \"collectors.{name}.{key}\"{hint}; {valid}"
+            ));
         }
-        out.push((name.to_string(), on));
     }
-    Ok(out)
+    Ok(())
 }
 
-/// Defaults, then the file, then `HERAKLES_*`, then flags.
+/// The config keys the command line sets, as overrides.
+fn flag_overrides(m: &ArgMatches) -> Vec<Override> {
+    let mut out = Vec::new();
+    let mut set = |key: &str, raw: String, flag: String| {
+        out.push(Override::new(key, raw, Source::Flag(flag)));
+    };
+    for f in KEY_FLAGS {
+        let raw = match f.value {
+            FlagValue::Sets(v) => m.get_flag(f.long).then(|| v.to_string()),
+            FlagValue::Takes(_) => m.get_one::<String>(f.long).cloned(),
+            FlagValue::List(_) => m
+                .get_many::<String>(f.long)
+                .map(|vs| vs.cloned().collect::<Vec<_>>().join(",")),
+        };
+        if let Some(raw) = raw {
+            set(f.key, raw, format!("--{}", f.long));
+        }
+    }
+    for r in registrations() {
+        for (flag, on) in [("collector", "true"), ("no-collector", "false")] {
+            let id = format!("{flag}.{}", r.name);
+            if m.get_flag(&id) {
+                set(
+                    &format!("collectors.{}.enabled", r.name),
+                    on.into(),
+                    format!("--{id}"),
+                );
+            }
+        }
+        for (key, _) in section_keys(r) {
+            let id = format!("collector.{}.{key}", r.name);
+            if let Some(vs) = m.get_many::<String>(&id) {
+                let raw = vs.cloned().collect::<Vec<_>>().join(",");
+                let flag = format!("--collector.{}.{}", r.name, key.replace('_', "-"));
+                set(&format!("collectors.{}.{key}", r.name), raw, flag);
+            }
+        }
+    }
+    out
+}
+
+/// The effective config and where it came from.
+pub struct Resolved {
+    pub config: Config,
+    /// The config file, if one was loaded.
+    pub file: Option<LoadedFile>,
+    /// Debug notes for the log once it is set up: variables set aside.
+    pub notes: Vec<String>,
+}
+
+/// Defaults, then the file, then `HERAKLES_*` from `env`, then `flags`.
+///
+/// A key a flag sets is not read from the environment at all: its variable
+/// is never parsed, so a stray value there cannot stop a start that names
+/// the key on the command line.
 pub fn resolve_config(
     cli: &Cli,
-    toggles: &[(String, bool)],
-) -> Result<(Config, Option<LoadedFile>), ConfigError> {
+    flags: &[Override],
+    env: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Result<Resolved, ConfigError> {
     let file = if cli.no_config {
         None
     } else {
@@ -356,112 +637,21 @@ pub fn resolve_config(
             .transpose()?
     };
     let base = file.as_ref().map(|f| f.config.clone()).unwrap_or_default();
-    let mut c = config::apply_env(base, std::env::vars())?;
-
-    if let Some(v) = cli.port {
-        c.port = v;
-    }
-    if let Some(v) = &cli.bind {
-        c.bind = v.clone();
-    }
-    if let Some(v) = cli.log_level {
-        c.log_level = v;
-    }
-    if let Some(v) = cli.log_format {
-        c.log_format = v;
-    }
-    if let Some(v) = cli.cache_ttl {
-        c.cache_ttl = v;
-    }
-    if let Some(v) = cli.collector_timeout {
-        c.collector_timeout = v;
-    }
-    if let Some(v) = cli.max_requests {
-        c.max_requests = v;
-    }
-    if let Some(v) = cli.parallelism {
-        c.parallelism = v;
-    }
-    if let Some(v) = cli.min_uss_kb {
-        c.min_uss_kb = v;
-    }
-    if let Some(v) = cli.top_n_subgroup {
-        c.top_n_subgroup = v;
-    }
-    if let Some(v) = cli.top_n_others {
-        c.top_n_others = v;
-    }
-    if let Some(v) = cli.search_mode {
-        c.search_mode = v;
-    }
-    if let Some(v) = &cli.search_groups {
-        c.search_groups = v.clone();
-    }
-    if cli.disable_others {
-        c.disable_others = true;
-    }
-    if cli.no_per_process_metrics {
-        c.per_process_metrics = false;
-    }
-    for (on, off, key) in [
-        (cli.enable_ebpf, cli.disable_ebpf, &mut c.enable_ebpf),
-        (
-            cli.enable_ebpf_network,
-            cli.disable_ebpf_network,
-            &mut c.enable_ebpf_network,
-        ),
-        (
-            cli.enable_ebpf_disk,
-            cli.disable_ebpf_disk,
-            &mut c.enable_ebpf_disk,
-        ),
-        (
-            cli.enable_tcp_tracking,
-            cli.disable_tcp_tracking,
-            &mut c.enable_tcp_tracking,
-        ),
-    ] {
-        if on {
-            *key = true;
-        }
-        if off {
-            *key = false;
+    let (env, mut notes) = config::env_overrides(env)?;
+    let mut overrides = Vec::with_capacity(env.len() + flags.len());
+    for o in env {
+        match flags.iter().find(|f| f.key == o.key) {
+            Some(f) => notes.push(format!("ignoring {}: {} is given", o.source, f.source)),
+            None => overrides.push(o),
         }
     }
-    if let Some(v) = &cli.subgroups_file {
-        c.subgroups_file = v.clone();
-    }
-    if let Some(v) = cli.smaps_mode {
-        c.smaps_mode = v;
-    }
-    if let Some(v) = cli.smaps_budget_ms {
-        c.smaps_budget_ms = v;
-    }
-    if let Some(v) = &cli.procfs {
-        c.paths.procfs = v.clone();
-    }
-    if let Some(v) = &cli.sysfs {
-        c.paths.sysfs = v.clone();
-    }
-    if let Some(v) = &cli.rootfs {
-        c.paths.rootfs = v.clone();
-    }
-    if cli.enable_tls {
-        c.enable_tls = true;
-    }
-    if let Some(v) = &cli.tls_cert {
-        c.tls_cert_path = v.clone();
-    }
-    if let Some(v) = &cli.tls_key {
-        c.tls_key_path = v.clone();
-    }
-    for (name, on) in toggles {
-        c.collectors
-            .set_enabled(name, *on)
-            .map_err(ConfigError::msg)?;
-    }
-    c.validate().map_err(ConfigError::msg)?;
-    Ok((c, file))
+    overrides.extend_from_slice(flags);
+    let config = config::merge(base, &overrides, file.as_ref())?;
+    Ok(Resolved {
+        config,
+        file,
+        notes,
+    })
 }
 
 fn write_template(format: Format, commented: bool, output: Option<&PathBuf>) -> i32 {
@@ -844,4 +1034,118 @@ fn run_test(config: Config, ctx: &BuildContext, iterations: u32, verbose: bool) 
     }
     exporter.scraper.shutdown();
     i32::from(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let args: Vec<String> = std::iter::once("herakles-node-exporter")
+            .chain(["--no-config"])
+            .chain(args.iter().copied())
+            .map(str::to_string)
+            .collect();
+        check_collector_flags(&args).map_err(ConfigError::msg)?;
+        let m = command().try_get_matches_from(&args).unwrap();
+        let cli = Cli::from_arg_matches(&m).unwrap();
+        let env = env.iter().map(|(k, v)| (k.into(), v.into()));
+        resolve_config(&cli, &flag_overrides(&m), env).map(|r| r.config)
+    }
+
+    #[test]
+    fn every_flag_names_a_key() {
+        let tree = serde_json::to_value(Config::default()).unwrap();
+        for f in KEY_FLAGS {
+            let found = f.key.split('.').try_fold(&tree, |node, k| node.get(k));
+            assert!(found.is_some(), "--{} sets unknown key {}", f.long, f.key);
+        }
+    }
+
+    /// A flag and the variable of the same key are one setting: the same
+    /// value gives the same config, and the same bad value the same error,
+    /// but for the name of where it came from.
+    #[test]
+    fn flags_and_variables_go_through_one_layer() {
+        for (flag, var, value) in [
+            ("--web.max-requests", "HERAKLES_MAX_REQUESTS", "7"),
+            ("--web.max-requests", "HERAKLES_MAX_REQUESTS", "0"),
+            ("--collector-timeout", "HERAKLES_COLLECTOR_TIMEOUT", "1e20"),
+            ("--log-level", "HERAKLES_LOG_LEVEL", "debgu"),
+            ("--path.procfs", "HERAKLES_PATHS__PROCFS", "/host/proc"),
+            ("--search-groups", "HERAKLES_SEARCH_GROUPS", "db,web"),
+            (
+                "--collector.disk.device-exclude",
+                "HERAKLES_COLLECTORS__DISK__DEVICE_EXCLUDE",
+                "^(loop",
+            ),
+            (
+                "--collector.netprobe.tc-priority",
+                "HERAKLES_COLLECTORS__NETPROBE__TC_PRIORITY",
+                "0",
+            ),
+        ] {
+            let by_flag = resolve(&[flag, value], &[]);
+            let by_env = resolve(&[], &[(var, value)]);
+            match (by_flag, by_env) {
+                (Ok(a), Ok(b)) => assert_eq!(
+                    serde_json::to_value(a).unwrap(),
+                    serde_json::to_value(b).unwrap()
+                ),
+                (Err(a), Err(b)) => {
+                    let a = a.message.replace(&format!("flag {flag}"), "SOURCE");
+                    let b = b
+                        .message
+                        .replace(&format!("environment variable {var}"), "SOURCE");
+                    assert_eq!(a, b);
+                    assert!(a.starts_with("SOURCE: key "), "{a}");
+                }
+                (a, b) => panic!("{flag} gave {a:?}, {var} gave {b:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_flag_keeps_the_variable_of_its_key_from_being_read() {
+        let c = resolve(&["-p", "9301"], &[("HERAKLES_PORT", "not a port")]).unwrap();
+        assert_eq!(c.port, 9301);
+        assert!(resolve(&[], &[("HERAKLES_PORT", "not a port")]).is_err());
+    }
+
+    #[test]
+    fn switches_and_toggles_last_one_wins() {
+        let c = resolve(&["--disable-ebpf", "--enable-ebpf"], &[]).unwrap();
+        assert!(c.enable_ebpf);
+        let c = resolve(&["--enable-ebpf", "--disable-ebpf"], &[]).unwrap();
+        assert!(!c.enable_ebpf);
+        let c = resolve(&["--collector.memory", "--no-collector.memory"], &[]).unwrap();
+        assert!(!c.collectors.0["memory"].enabled);
+        let c = resolve(
+            &[
+                "--collector.netprobe.interfaces=eth0",
+                "--collector.netprobe.interfaces",
+                "lo,wg0",
+            ],
+            &[],
+        )
+        .unwrap();
+        let netprobe = serde_json::to_value(&c.collectors.0["netprobe"].config).unwrap();
+        assert_eq!(
+            netprobe["interfaces"],
+            serde_json::json!(["eth0", "lo", "wg0"])
+        );
+    }
+
+    #[test]
+    fn unknown_collector_keys_list_the_valid_ones() {
+        let e = resolve(&["--collector.disk.device-exclud=x"], &[]).unwrap_err();
+        assert_eq!(
+            e.message,
+            "flag --collector.disk.device-exclud: unknown key \
+             \"collectors.disk.device_exclud\" (did you mean \"device_exclude\"?); \
+             valid: device_exclude, device_include"
+        );
+        let e = resolve(&["--collector.nonesuch.x=1"], &[]).unwrap_err();
+        assert!(e.message.contains("valid collectors"), "{e}");
+    }
 }

@@ -82,3 +82,60 @@ pub mod caps {
         caps & (1u64 << bit) != 0
     }
 }
+
+/// The regex crate renders syntax errors as a multi-line diagram. Only its
+/// final `error: ...` line carries the meaning; keeping just that preserves
+/// the one-line `file:line:col: message` shape.
+pub fn regex_error_line(err: &regex::Error) -> String {
+    let text = err.to_string();
+    text.lines()
+        .rev()
+        .find_map(|line| line.trim().strip_prefix("error: "))
+        .map(str::to_string)
+        .unwrap_or_else(|| text.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// Read a file an operator named (a config or rule file) as text, refusing
+/// anything but a regular file.
+///
+/// The file is opened with `O_NONBLOCK` and checked on the open descriptor,
+/// so a FIFO is reported instead of blocking start-up until someone writes
+/// to it, and a directory, device or symbolic link loop is named for what it
+/// is. A missing file keeps [`std::io::ErrorKind::NotFound`], so callers can
+/// still skip optional files.
+pub fn read_regular_file(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => Error::other("is a symbolic link loop"),
+            // open(2) of a Unix socket fails with ENXIO.
+            Some(libc::ENXIO) => Error::other("is a socket, not a regular file"),
+            _ => e,
+        })?;
+    let kind = file.metadata()?.file_type();
+    let what = if kind.is_file() {
+        None
+    } else if kind.is_dir() {
+        Some("a directory")
+    } else if kind.is_fifo() {
+        Some("a FIFO (named pipe)")
+    } else if kind.is_char_device() {
+        Some("a character device")
+    } else if kind.is_block_device() {
+        Some("a block device")
+    } else {
+        Some("a socket")
+    };
+    if let Some(what) = what {
+        let message = format!("is {what}, not a regular file");
+        return Err(Error::new(ErrorKind::InvalidInput, message));
+    }
+    let mut text = String::new();
+    (&file).read_to_string(&mut text)?;
+    Ok(text)
+}

@@ -83,10 +83,10 @@ use std::sync::Arc;
 use regex::Regex;
 
 use matcher::{Matcher, MatcherBuilder, Target};
-use rules::{ParsedRule, BUILTIN_RULES};
+use rules::{ParsedFile, BUILTIN_RULES};
 
 pub use render::{explain_target, render_list};
-pub use rules::{RuleOrigin, RuleSources, RulesError};
+pub use rules::{RuleOrigin, RuleSources, RulesError, RulesWarning};
 
 /// The group of processes no rule matches.
 pub const OTHER_GROUP: &str = "other";
@@ -100,6 +100,7 @@ pub struct Classifier {
     matcher: Matcher,
     other: Arc<str>,
     unknown: Arc<str>,
+    warnings: Vec<RulesWarning>,
 }
 
 /// One rule as kept after loading: labels interned, regexes compiled, and
@@ -219,7 +220,7 @@ impl Classifier {
     /// every process in `other/unknown` (and say so in the log) than not run.
     pub fn builtin() -> Classifier {
         match rules::parse_rules(&RuleOrigin::Builtin, BUILTIN_RULES) {
-            Ok(rules) => Self::from_files(vec![(RuleOrigin::Builtin, rules)]),
+            Ok(file) => Self::from_files(vec![(RuleOrigin::Builtin, file)]),
             Err(err) => {
                 tracing::error!(%err, "built-in subgroup rules are invalid; using none");
                 Self::from_files(Vec::new())
@@ -238,7 +239,7 @@ impl Classifier {
     }
 
     /// Assembles a classifier from parsed files, highest precedence first.
-    fn from_files(files: Vec<(RuleOrigin, Vec<ParsedRule>)>) -> Classifier {
+    fn from_files(files: Vec<(RuleOrigin, ParsedFile)>) -> Classifier {
         let mut interned: HashMap<String, Arc<str>> = HashMap::new();
         let mut intern = |s: String| -> Arc<str> {
             interned
@@ -249,11 +250,13 @@ impl Classifier {
 
         let mut origins = Vec::with_capacity(files.len());
         let mut rules: Vec<Rule> = Vec::new();
+        let mut warnings = Vec::new();
         let mut priority: u32 = 0;
         for (origin_index, (origin, parsed)) in files.into_iter().enumerate() {
             origins.push(origin);
+            warnings.extend(parsed.warnings);
             let first = rules.len();
-            for rule in parsed {
+            for rule in parsed.rules {
                 rules.push(Rule {
                     origin: origin_index,
                     number: rule.number,
@@ -308,7 +311,14 @@ impl Classifier {
             matcher: builder.build(),
             other: intern(OTHER_GROUP.to_string()),
             unknown: intern(UNKNOWN_SUBGROUP.to_string()),
+            warnings,
         }
+    }
+
+    /// What loaded but looks like a mistake (a group/subgroup given twice in
+    /// one file), for the caller to log once logging is set up.
+    pub fn warnings(&self) -> &[RulesWarning] {
+        &self.warnings
     }
 
     /// Classifies one process.

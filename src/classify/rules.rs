@@ -6,6 +6,8 @@
 //! that points at it, because a silently skipped rule looks exactly like a
 //! process that "just isn't classified" and is very hard to notice.
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::fmt;
 use std::fs;
 use std::io;
@@ -73,7 +75,7 @@ impl RuleSources {
     /// Reads every configured file, in precedence order, returning each
     /// file's validated rules. Missing default files are skipped; anything
     /// else that goes wrong is an error.
-    pub(crate) fn read(&self) -> Result<Vec<(RuleOrigin, Vec<ParsedRule>)>, RulesError> {
+    pub(crate) fn read(&self) -> Result<Vec<(RuleOrigin, ParsedFile)>, RulesError> {
         let mut candidates: Vec<(PathBuf, bool)> = Vec::new();
         if let Some(path) = &self.explicit {
             candidates.push((path.clone(), true));
@@ -93,12 +95,12 @@ impl RuleSources {
 /// (highest-precedence) position.
 fn read_files(
     candidates: Vec<(PathBuf, bool)>,
-) -> Result<Vec<(RuleOrigin, Vec<ParsedRule>)>, RulesError> {
+) -> Result<Vec<(RuleOrigin, ParsedFile)>, RulesError> {
     let mut seen: Vec<PathBuf> = Vec::new();
     let mut files = Vec::new();
     for (path, required) in candidates {
         let origin = RuleOrigin::File(path.clone());
-        let text = match fs::read_to_string(&path) {
+        let text = match crate::util::read_regular_file(&path) {
             Ok(text) => text,
             Err(err) if err.kind() == io::ErrorKind::NotFound && !required => continue,
             Err(err) => return Err(RulesError::io(origin, &err)),
@@ -209,6 +211,41 @@ impl fmt::Display for RulesError {
 
 impl std::error::Error for RulesError {}
 
+/// Something in a rule file that loads but is probably not what its author
+/// meant. Logged as a warning; displays as `file:line:col: message`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RulesWarning {
+    origin: RuleOrigin,
+    position: (usize, usize),
+    message: String,
+}
+
+impl RulesWarning {
+    /// 1-based line the warning is about.
+    pub fn line(&self) -> usize {
+        self.position.0
+    }
+
+    /// What is odd, without the location.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for RulesWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (line, col) = self.position;
+        write!(f, "{}:{line}:{col}: {}", self.origin, self.message)
+    }
+}
+
+/// One rule file's validated rules, and what is odd about them.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ParsedFile {
+    pub rules: Vec<ParsedRule>,
+    pub warnings: Vec<RulesWarning>,
+}
+
 /// One validated rule, with its regexes compiled.
 #[derive(Clone, Debug)]
 pub(crate) struct ParsedRule {
@@ -253,7 +290,11 @@ struct LenientFile {
 }
 
 /// Parses and validates one rule file.
-pub(crate) fn parse_rules(origin: &RuleOrigin, text: &str) -> Result<Vec<ParsedRule>, RulesError> {
+///
+/// Linear in the size of the file: positions come from one [`LineIndex`]
+/// and duplicates from one hash map, so a generated file of 100,000 rules
+/// loads in about the time it takes to compile its regexes.
+pub(crate) fn parse_rules(origin: &RuleOrigin, text: &str) -> Result<ParsedFile, RulesError> {
     let lines = LineIndex::new(text);
     let file: RulesFile = match toml::from_str(text) {
         Ok(file) => file,
@@ -269,6 +310,9 @@ pub(crate) fn parse_rules(origin: &RuleOrigin, text: &str) -> Result<Vec<ParsedR
     };
 
     let mut rules = Vec::with_capacity(file.subgroups.len());
+    let mut warnings = Vec::new();
+    // (group, subgroup) -> (rule number, position) of its first rule.
+    let mut first_of: HashMap<(String, String), (usize, (usize, usize))> = HashMap::new();
     for (index, spanned) in file.subgroups.into_iter().enumerate() {
         let number = index + 1;
         let rule_start = spanned.span().start;
@@ -334,34 +378,44 @@ pub(crate) fn parse_rules(origin: &RuleOrigin, text: &str) -> Result<Vec<ParsedR
                 Err(err) => {
                     return Err(fail(
                         pattern.span().start,
-                        format!("invalid regex `{source}`: {}", regex_error_summary(&err)),
+                        format!(
+                            "invalid regex `{source}`: {}",
+                            crate::util::regex_error_line(&err)
+                        ),
                     ))
                 }
             }
         }
 
+        let position = lines.locate(rule_start);
+        let key = (raw.group.get_ref().clone(), raw.subgroup.get_ref().clone());
+        match first_of.entry(key) {
+            Entry::Vacant(slot) => {
+                slot.insert((number, position));
+            }
+            Entry::Occupied(first) => {
+                let ((group, subgroup), (first_number, (line, col))) = (first.key(), first.get());
+                warnings.push(RulesWarning {
+                    origin: origin.clone(),
+                    position,
+                    message: format!(
+                        "rule {number} repeats {group}/{subgroup}, already the labels of rule \
+                         {first_number} at {origin}:{line}:{col}; merge them into one rule"
+                    ),
+                });
+            }
+        }
+
         rules.push(ParsedRule {
             number,
-            line: lines.locate(rule_start).0,
+            line: position.0,
             group: raw.group.into_inner(),
             subgroup: raw.subgroup.into_inner(),
             matches,
             cmdline_matches,
         });
     }
-    Ok(rules)
-}
-
-/// The regex crate renders syntax errors as a multi-line diagram. Only its
-/// final `error: ...` line carries the meaning; keeping just that preserves
-/// the one-line `file:line:col: message` shape.
-fn regex_error_summary(err: &regex::Error) -> String {
-    let text = err.to_string();
-    text.lines()
-        .rev()
-        .find_map(|line| line.trim().strip_prefix("error: "))
-        .map(str::to_string)
-        .unwrap_or_else(|| text.split_whitespace().collect::<Vec<_>>().join(" "))
+    Ok(ParsedFile { rules, warnings })
 }
 
 /// Finds the rule that byte `offset` belongs to, for errors reported by the
@@ -390,13 +444,21 @@ fn rule_at_offset(text: &str, offset: usize) -> Option<RuleLabel> {
 
 /// Maps byte offsets (what TOML spans are) to the 1-based line and
 /// character column people and editors use.
+///
+/// The line starts are found once, so locating every rule of a large file
+/// costs a binary search each rather than a rescan of the text before it.
 struct LineIndex<'a> {
     text: &'a str,
+    /// Byte offset of the start of each line; the first is 0.
+    starts: Vec<usize>,
 }
 
 impl<'a> LineIndex<'a> {
     fn new(text: &'a str) -> Self {
-        LineIndex { text }
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        LineIndex { text, starts }
     }
 
     fn locate(&self, offset: usize) -> (usize, usize) {
@@ -404,10 +466,10 @@ impl<'a> LineIndex<'a> {
         while !self.text.is_char_boundary(offset) {
             offset -= 1;
         }
-        let before = &self.text[..offset];
-        let line = before.bytes().filter(|&b| b == b'\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before[line_start..].chars().count() + 1;
+        // The last line start at or before `offset`; `starts[0]` is 0, so
+        // there always is one.
+        let line = self.starts.partition_point(|&s| s <= offset);
+        let column = self.text[self.starts[line - 1]..offset].chars().count() + 1;
         (line, column)
     }
 }
@@ -432,7 +494,7 @@ subgroups = [
   { group = "messaging", subgroup = "kafka", cmdline_matches = ["kafka\\.Kafka"] },
 ]
 "#;
-        let rules = parse_rules(&origin(), text).unwrap();
+        let rules = parse_rules(&origin(), text).unwrap().rules;
         assert_eq!(rules.len(), 2);
         assert_eq!(rules[0].matches, ["postgres", "postmaster"]);
         assert_eq!(rules[1].cmdline_matches[0].0, r"kafka\.Kafka");
@@ -452,16 +514,17 @@ group = "web"
 subgroup = "nginx"
 matches = ["nginx"]
 "#;
-        let rules = parse_rules(&origin(), text).unwrap();
+        let rules = parse_rules(&origin(), text).unwrap().rules;
         assert_eq!(rules.len(), 2);
         assert_eq!((rules[1].number, rules[1].line), (2, 7));
     }
 
     #[test]
     fn empty_file_has_no_rules() {
-        assert!(parse_rules(&origin(), "").unwrap().is_empty());
+        assert!(parse_rules(&origin(), "").unwrap().rules.is_empty());
         assert!(parse_rules(&origin(), "# nothing yet\n")
             .unwrap()
+            .rules
             .is_empty());
     }
 
@@ -562,6 +625,98 @@ matches = ["nginx"]
             "# ü\nsubgroups = [{ group = \"ä\", subgroup = \"ö\", cmdline_matches = [\"(\"] }]";
         let e = err(text);
         assert_eq!((e.line(), e.column()), (Some(2), Some(64)), "{e}");
+    }
+
+    #[test]
+    fn duplicate_labels_warn_naming_both_rules() {
+        let text = r#"subgroups = [
+  { group = "db", subgroup = "pg", matches = ["postgres"] },
+  { group = "web", subgroup = "nginx", matches = ["nginx"] },
+  { group = "db", subgroup = "pg", cmdline_matches = ["pg_ctl"] },
+]
+"#;
+        let file = parse_rules(&origin(), text).unwrap();
+        assert_eq!(file.rules.len(), 3, "a duplicate still loads");
+        let shown: Vec<String> = file.warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "test.toml:4:3: rule 3 repeats db/pg, already the labels of rule 1 \
+                 at test.toml:2:3; merge them into one rule"
+            ]
+        );
+        let distinct = "[[subgroups]]\ngroup = \"a\"\nsubgroup = \"b\"\nmatches = [\"x\"]\n\n\
+                        [[subgroups]]\ngroup = \"a\"\nsubgroup = \"c\"\nmatches = [\"y\"]\n";
+        assert!(parse_rules(&origin(), distinct)
+            .unwrap()
+            .warnings
+            .is_empty());
+        assert!(parse_rules(&RuleOrigin::Builtin, BUILTIN_RULES)
+            .unwrap()
+            .warnings
+            .is_empty());
+    }
+
+    #[test]
+    fn rule_lines_are_right_in_a_large_file() {
+        // Every rule's line, as the one-pass index computes it, against the
+        // text counted by hand.
+        let mut text = String::from("# generated\n");
+        for i in 0..500 {
+            text.push_str(&format!(
+                "[[subgroups]]\ngroup = \"g\"\nsubgroup = \"s{i}\"\nmatches = [\"n{i}\"]\n\n"
+            ));
+        }
+        let rules = parse_rules(&origin(), &text).unwrap().rules;
+        for (i, rule) in rules.iter().enumerate() {
+            assert_eq!(rule.line, 2 + 5 * i, "rule {}", rule.number);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn line_index_agrees_with_counting(text in "(\\PC|\n){0,80}", at in 0usize..400) {
+            let lines = LineIndex::new(&text);
+            let mut offset = at.min(text.len());
+            while !text.is_char_boundary(offset) {
+                offset -= 1;
+            }
+            let before = &text[..offset];
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().unwrap().chars().count() + 1;
+            proptest::prop_assert_eq!(lines.locate(at), (line, col));
+        }
+
+        /// Any text is a rule set or an error, never a panic.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
+            let _ = parse_rules(&origin(), &text);
+        }
+
+        /// Text shaped like rule files, with the pieces that trip parsers
+        /// (unclosed groups, huge repeats, control characters, odd keys).
+        #[test]
+        fn rule_shaped_text_never_panics(
+            rules in proptest::collection::vec(
+                (
+                    "[a-z]{0,3}|\\PC{0,4}",
+                    "[a-z]{0,3}|\\PC{0,4}",
+                    proptest::collection::vec("\\PC{0,6}|[(){}*+?\\[\\]\\\\]{1,4}|\\(x\\{1000\\}\\)\\{1000\\}", 0..3),
+                    proptest::collection::vec("\\PC{0,6}", 0..3),
+                    "|colour = 1|matches = 3|\\[\\[x\\]\\]",
+                ),
+                0..6,
+            )
+        ) {
+            let mut text = String::new();
+            for (group, subgroup, cmdline, names, extra) in &rules {
+                text.push_str(&format!(
+                    "[[subgroups]]\ngroup = {group:?}\nsubgroup = {subgroup:?}\n\
+                     matches = {names:?}\ncmdline_matches = {cmdline:?}\n{extra}\n"
+                ));
+            }
+            let _ = parse_rules(&origin(), &text);
+        }
     }
 
     #[test]

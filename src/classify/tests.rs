@@ -9,8 +9,12 @@ use super::*;
 /// The kernel's comm limit (TASK_COMM_LEN minus the NUL).
 const COMM_MAX: usize = 15;
 
-fn builtin_rules() -> Vec<ParsedRule> {
+fn builtin_file() -> ParsedFile {
     parse_rules(&RuleOrigin::Builtin, BUILTIN_RULES).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn builtin_rules() -> Vec<rules::ParsedRule> {
+    builtin_file().rules
 }
 
 /// User files (name, text), highest precedence first, then the built-ins.
@@ -21,7 +25,7 @@ fn with_user_files(files: &[(&str, &str)]) -> Classifier {
         let rules = parse_rules(&origin, text).unwrap_or_else(|e| panic!("{e}"));
         parsed.push((origin, rules));
     }
-    parsed.push((RuleOrigin::Builtin, builtin_rules()));
+    parsed.push((RuleOrigin::Builtin, builtin_file()));
     Classifier::from_files(parsed)
 }
 

@@ -118,11 +118,13 @@ pub struct DiskConfig {
     /// Only devices whose name matches this regex are reported; empty
     /// reports all. The regex is unanchored: use `^...$` to match whole
     /// names.
+    #[schemars(extend("format" = "regex"))]
     pub device_include: String,
     /// Devices whose name matches this regex are not reported, even when
     /// `device_include` matches. The default leaves out loop, RAM and floppy
     /// devices, which are noise on most hosts; partitions are kept. Empty
     /// leaves nothing out.
+    #[schemars(extend("format" = "regex"))]
     pub device_exclude: String,
 }
 

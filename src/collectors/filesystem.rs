@@ -90,15 +90,18 @@ pub struct FilesystemConfig {
     /// Mount points matching this regex (searched anywhere in the path, so
     /// anchor it) are not reported. The default skips kernel trees and
     /// per-container mounts.
+    #[schemars(extend("format" = "regex"))]
     pub mount_points_exclude: String,
     /// Filesystem types matching this regex are not reported. The default
     /// skips pseudo filesystems, read-only images and `overlay` (container
     /// roots); `tmpfs` is reported. Remove `overlay` when the host's own root
     /// is an overlay.
+    #[schemars(extend("format" = "regex"))]
     pub fs_types_exclude: String,
     /// How long one statfs call may take, in milliseconds, before its mount
     /// is reported with `device_error 1`. The call keeps running in the
     /// background and the mount is skipped until it returns.
+    #[schemars(range(min = 1, max = 60000))]
     pub statfs_timeout_ms: u64,
 }
 
@@ -429,11 +432,6 @@ fn compile(key: &str, pattern: &str) -> Result<Regex> {
 impl BuildCollector for Filesystem {
     type Config = FilesystemConfig;
     fn build(config: FilesystemConfig, _: &BuildContext) -> Result<Self> {
-        if config.statfs_timeout_ms == 0 {
-            return Err(Error::msg(
-                "collectors.filesystem.statfs_timeout_ms: must be at least 1",
-            ));
-        }
         Ok(Filesystem {
             mount_points_exclude: compile("mount_points_exclude", &config.mount_points_exclude)?,
             fs_types_exclude: compile("fs_types_exclude", &config.fs_types_exclude)?,

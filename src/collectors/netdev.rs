@@ -62,9 +62,11 @@ pub struct NetdevConfig {
     /// Only interfaces whose name matches this regex are reported; empty
     /// reports all. The regex is unanchored: use `^...$` to match whole
     /// names.
+    #[schemars(extend("format" = "regex"))]
     pub interface_include: String,
     /// Interfaces whose name matches this regex are not reported, even when
     /// `interface_include` matches; empty leaves nothing out.
+    #[schemars(extend("format" = "regex"))]
     pub interface_exclude: String,
 }
 

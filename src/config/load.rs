@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use regex::Regex;
 
-use super::Config;
+use super::{locate, validate, Config};
 use crate::util::did_you_mean;
 
 /// A config file format, chosen by file extension.
@@ -104,11 +104,13 @@ pub struct LoadedFile {
 /// The file to load: `explicit` if given (it must exist), else the first
 /// that exists of `./herakles-node-exporter.yaml`,
 /// `~/.config/herakles/config.yaml`, `/etc/herakles/config.yaml`.
+///
+/// Whether the file can be read, and is a regular file, is found out when it
+/// is loaded; a default location where something other than a missing file
+/// is (a directory, a FIFO, a link loop) is chosen too, so that the operator
+/// hears about it instead of getting the defaults silently.
 pub fn find_config_file(explicit: Option<&Path>) -> Result<Option<PathBuf>, ConfigError> {
     if let Some(p) = explicit {
-        if !p.is_file() {
-            return Err(ConfigError::in_file(p, "config file not found"));
-        }
         return Ok(Some(p.to_path_buf()));
     }
     let mut candidates = vec![PathBuf::from("herakles-node-exporter.yaml")];
@@ -116,14 +118,23 @@ pub fn find_config_file(explicit: Option<&Path>) -> Result<Option<PathBuf>, Conf
         candidates.push(Path::new(&home).join(".config/herakles/config.yaml"));
     }
     candidates.push(PathBuf::from("/etc/herakles/config.yaml"));
-    Ok(candidates.into_iter().find(|p| p.is_file()))
+    Ok(candidates.into_iter().find(|p| {
+        // symlink_metadata: a dangling or looping link is there, not absent.
+        std::fs::symlink_metadata(p).is_ok()
+    }))
 }
 
 /// Read and parse one config file.
 pub fn load_file(path: &Path) -> Result<LoadedFile, ConfigError> {
     let format = Format::from_path(path)?;
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::in_file(path, format!("cannot read: {e}")))?;
+    let text = crate::util::read_regular_file(path).map_err(|e| {
+        let message = match e.kind() {
+            std::io::ErrorKind::NotFound => "config file not found".to_string(),
+            _ if e.raw_os_error().is_none() => format!("config file {e}"),
+            _ => format!("cannot read config file: {e}"),
+        };
+        ConfigError::in_file(path, message)
+    })?;
     let config = parse_str(&text, format, Some(path))?;
     Ok(LoadedFile {
         path: path.to_path_buf(),
@@ -177,9 +188,15 @@ pub fn parse_str(text: &str, format: Format, file: Option<&Path>) -> Result<Conf
         }
     };
     let config = result.map_err(with_file)?;
-    config
-        .validate()
-        .map_err(|m| with_file(ConfigError::msg(m)))?;
+    validate::check(&config).map_err(|invalid| {
+        let loc = locate::locate(text, format, &invalid.key);
+        with_file(ConfigError {
+            file: None,
+            line: loc.map(|l| l.0),
+            column: loc.map(|l| l.1),
+            message: invalid.to_string(),
+        })
+    })?;
     Ok(config)
 }
 
@@ -189,7 +206,7 @@ fn toml_error(text: &str, e: &toml::de::Error, path: &str) -> ConfigError {
 }
 
 /// 1-based line and column of a byte offset.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
+pub(super) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
@@ -220,42 +237,27 @@ fn describe(
         .strip_prefix(&format!("{path}: "))
         .map(str::to_string)
         .unwrap_or(message);
-    let (key_path, message) = match parse_unknown(&message) {
-        Some((what, name, candidates)) => {
-            let hint = did_you_mean(&name, candidates.iter().map(String::as_str))
-                .map(|s| format!(" (did you mean \"{s}\"?)"))
-                .unwrap_or_default();
-            let valid = if candidates.is_empty() {
-                String::new()
-            } else {
-                format!("; valid: {}", candidates.join(", "))
-            };
-            if what == "field" {
-                // Serde reports unknown fields at the enclosing map; point
-                // at the key's own line instead.
-                if let Some((line, _)) = loc {
-                    if let Some(l) = find_key_line(text, format, line, &name) {
-                        loc = Some((l.0, l.1));
-                    }
+    let (key_path, message) = match unknown_message(&message) {
+        Some((Unknown::Key(name), what)) => {
+            // Serde reports unknown fields at the enclosing map; point at
+            // the key's own line instead.
+            if let Some((line, _)) = loc {
+                if let Some(l) = find_key_line(text, format, line, &name) {
+                    loc = Some(l);
                 }
-                let full = if path.is_empty() || path == name || path.ends_with(&format!(".{name}"))
-                {
-                    if path.is_empty() {
-                        name.clone()
-                    } else {
-                        path.to_string()
-                    }
-                } else {
-                    format!("{path}.{name}")
-                };
-                (full, format!("unknown key{hint}{valid}"))
-            } else {
-                (
-                    path.to_string(),
-                    format!("unknown value \"{name}\"{hint}{valid}"),
-                )
             }
+            let full = if path.is_empty() || path == name || path.ends_with(&format!(".{name}")) {
+                if path.is_empty() {
+                    name.clone()
+                } else {
+                    path.to_string()
+                }
+            } else {
+                format!("{path}.{name}")
+            };
+            (full, what)
         }
+        Some((Unknown::Value, what)) => (path.to_string(), what),
         None => (path.to_string(), message),
     };
     ConfigError {
@@ -270,19 +272,44 @@ fn describe(
     }
 }
 
+/// What serde's "unknown field" and "unknown variant" messages were about.
+pub(super) enum Unknown {
+    /// A key, with its name.
+    Key(String),
+    /// A value of an enumerated key.
+    Value,
+}
+
 /// Recognise serde's "unknown field `x`, expected one of `a`, `b`" and
-/// "unknown variant ..." messages.
-fn parse_unknown(message: &str) -> Option<(&'static str, String, Vec<String>)> {
-    let what = if message.starts_with("unknown field") {
-        "field"
+/// "unknown variant ..." messages, and say the same with a suggestion:
+/// `unknown key (did you mean "a"?); valid: a, b`.
+pub(super) fn unknown_message(message: &str) -> Option<(Unknown, String)> {
+    let field = if message.starts_with("unknown field") {
+        true
     } else if message.starts_with("unknown variant") {
-        "variant"
+        false
     } else {
         return None;
     };
     let mut ticked = message.split('`').skip(1).step_by(2).map(str::to_string);
     let name = ticked.next()?;
-    Some((what, name, ticked.collect()))
+    let candidates: Vec<String> = ticked.collect();
+    let hint = did_you_mean(&name, candidates.iter().map(String::as_str))
+        .map(|s| format!(" (did you mean \"{s}\"?)"))
+        .unwrap_or_default();
+    let valid = if candidates.is_empty() {
+        String::new()
+    } else {
+        format!("; valid: {}", candidates.join(", "))
+    };
+    Some(if field {
+        (Unknown::Key(name), format!("unknown key{hint}{valid}"))
+    } else {
+        (
+            Unknown::Value,
+            format!("unknown value \"{name}\"{hint}{valid}"),
+        )
+    })
 }
 
 /// The line (and column) at or after `from_line` where `key` is written as
@@ -305,71 +332,6 @@ fn find_key_line(
             let sep = if format == Format::Toml { '=' } else { ':' };
             rest.starts_with(sep).then_some((i + 1, indent + 1))
         })
-}
-
-/// Apply `HERAKLES_*` environment variables over `config`.
-///
-/// `HERAKLES_PORT=9300` sets `port`; a double underscore descends into a
-/// section: `HERAKLES_PATHS__PROCFS=/host/proc`,
-/// `HERAKLES_COLLECTORS__DISK__ENABLED=false`. Values are read as YAML
-/// scalars, so numbers and booleans need no quoting. A variable naming no
-/// key is an error, like an unknown key in a file.
-pub fn apply_env(
-    config: Config,
-    vars: impl IntoIterator<Item = (String, String)>,
-) -> Result<Config, ConfigError> {
-    let mut vars: Vec<(String, String)> = vars
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("HERAKLES_"))
-        .collect();
-    if vars.is_empty() {
-        return Ok(config);
-    }
-    vars.sort();
-    let mut tree = serde_json::to_value(&config).map_err(|e| ConfigError::msg(e.to_string()))?;
-    for (name, raw) in &vars {
-        let key_path: Vec<String> = name["HERAKLES_".len()..]
-            .to_ascii_lowercase()
-            .split("__")
-            .map(str::to_string)
-            .collect();
-        let value = match serde_norway::from_str::<serde_json::Value>(raw) {
-            Ok(serde_json::Value::Null) | Err(_) => serde_json::Value::String(raw.clone()),
-            Ok(v) => v,
-        };
-        let mut node = &mut tree;
-        for (i, key) in key_path.iter().enumerate() {
-            let serde_json::Value::Object(map) = node else {
-                return Err(ConfigError::msg(format!(
-                    "environment variable {name}: \"{}\" is not a section",
-                    key_path[..i].join(".")
-                )));
-            };
-            if !map.contains_key(key) {
-                let hint = did_you_mean(key, map.keys().map(String::as_str))
-                    .map(|s| format!(" (did you mean \"{s}\"?)"))
-                    .unwrap_or_default();
-                return Err(ConfigError::msg(format!(
-                    "environment variable {name}: unknown key \"{}\"{hint}",
-                    key_path[..=i].join(".")
-                )));
-            }
-            node = map.get_mut(key).expect("checked above");
-        }
-        // Strings stay strings even when they look like numbers, so that
-        // `HERAKLES_BIND=127.0.0.1` or a numeric file name keeps its type.
-        *node = match (&*node, value) {
-            (serde_json::Value::String(_), _) => serde_json::Value::String(raw.clone()),
-            (_, v) => v,
-        };
-    }
-    let config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
-        let path = e.path().to_string();
-        let var = format!("HERAKLES_{}", path.replace('.', "__").to_ascii_uppercase());
-        ConfigError::msg(format!("environment variable {var}: {}", e.into_inner()))
-    })?;
-    config.validate().map_err(ConfigError::msg)?;
-    Ok(config)
 }
 
 #[cfg(test)]
@@ -483,36 +445,139 @@ mod tests {
         assert_eq!(c.port, 9215);
     }
 
+    /// Values that passed the check once and then crashed the daemon are
+    /// rejected at their position, in every format, with the key path.
     #[test]
-    fn env_overrides_and_rejects_unknown() {
-        let c = apply_env(
-            Config::default(),
-            [
-                ("HERAKLES_PORT".to_string(), "9300".to_string()),
-                ("HERAKLES_BIND".to_string(), "127.0.0.1".to_string()),
+    fn out_of_range_values_point_at_their_position() {
+        let cases = [
+            (
+                "port: 9300\ncollector_timeout: 1e20\n",
+                Format::Yaml,
+                (2, 20),
+                "key \"collector_timeout\": 1e+20 is out of range: must be between 0.001 and 3600",
+            ),
+            (
+                "port = 9300\nparallelism = 9223372036854775807\n",
+                Format::Toml,
+                (2, 15),
+                "key \"parallelism\": 9223372036854775807 is out of range: must be between 0 and 256",
+            ),
+            (
+                "{\n  \"max_requests\": 2305843009213693952\n}",
+                Format::Json,
+                (2, 37),
+                "key \"max_requests\": 2305843009213693952 is out of range: must be between 1 and 65536",
+            ),
+            (
+                "collectors:\n  filesystem:\n    statfs_timeout_ms: 0\n",
+                Format::Yaml,
+                (3, 24),
+                "key \"collectors.filesystem.statfs_timeout_ms\": 0 is out of range: must be between 1 and 60000",
+            ),
+        ];
+        for (text, format, (line, col), message) in cases {
+            let e = err(text, format);
+            assert_eq!((e.line, e.column), (Some(line), Some(col)), "{e}");
+            assert_eq!(e.message, message);
+        }
+    }
+
+    #[test]
+    fn bad_filter_regexes_point_at_their_position() {
+        let yaml = "collectors:\n  disk:\n    device_exclude: '^(loop'\n";
+        let e = err(yaml, Format::Yaml);
+        assert_eq!((e.line, e.column), (Some(3), Some(21)), "{e}");
+        assert_eq!(
+            e.message,
+            "key \"collectors.disk.device_exclude\": invalid regex \"^(loop\": unclosed group"
+        );
+        let toml = "[collectors.netdev]\ninterface_include = \"[\"\n";
+        let e = err(toml, Format::Toml);
+        assert_eq!((e.line, e.column), (Some(2), Some(21)), "{e}");
+        assert!(
+            e.message.contains("collectors.netdev.interface_include"),
+            "{e}"
+        );
+        let json = "{\"collectors\": {\n \"filesystem\": {\"fs_types_exclude\": \"*\"}}}";
+        let e = err(json, Format::Json);
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(
+            e.message.contains("collectors.filesystem.fs_types_exclude"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn combination_errors_point_at_the_key() {
+        let e = err("port: 1\nenable_tls: true\n", Format::Yaml);
+        assert_eq!((e.line, e.column), (Some(2), Some(13)), "{e}");
+        assert!(e.message.contains("tls_cert_path"), "{e}");
+    }
+
+    /// A directory, a FIFO or a symbolic link loop as config file is named
+    /// for what it is, and the FIFO does not block.
+    #[test]
+    fn config_file_that_is_not_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("dir.yaml");
+        std::fs::create_dir(&d).unwrap();
+        let fifo = dir.path().join("fifo.yaml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let loop_a = dir.path().join("a.yaml");
+        std::os::unix::fs::symlink(dir.path().join("b.yaml"), &loop_a).unwrap();
+        std::os::unix::fs::symlink(&loop_a, dir.path().join("b.yaml")).unwrap();
+        let missing = dir.path().join("missing.yaml");
+        for (path, want) in [
+            (&d, "config file is a directory, not a regular file"),
+            (
+                &fifo,
+                "config file is a FIFO (named pipe), not a regular file",
+            ),
+            (&loop_a, "config file is a symbolic link loop"),
+            (&missing, "config file not found"),
+        ] {
+            let e = load_file(path).unwrap_err();
+            assert_eq!(e.file.as_deref(), Some(path.as_path()));
+            assert_eq!(e.message, want);
+        }
+    }
+
+    proptest::proptest! {
+        /// Any text in any format is a config or an error, never a panic.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,300}", format in 0..3usize) {
+            let format = [Format::Yaml, Format::Json, Format::Toml][format];
+            let _ = parse_str(&text, format, Some(Path::new("p")));
+        }
+
+        /// Text shaped like a config: real keys, odd values, nesting.
+        #[test]
+        fn config_shaped_text_never_panics(
+            entries in proptest::collection::vec(
                 (
-                    "HERAKLES_COLLECTORS__MEMORY__ENABLED".to_string(),
-                    "false".to_string(),
+                    "port|bind|cache_ttl|collector_timeout|max_requests|parallelism|paths|collectors|disk|memory|device_exclude|enabled|top_n|search_groups|log_level|\\PC{1,8}",
+                    "-?[0-9]{1,25}(\\.[0-9]{0,5})?(e[+-]?[0-9]{1,4})?|\\.nan|\\.inf|-\\.inf|true|null|~|\\[\\]|\\{\\}|'\\PC{0,6}'|\\PC{0,6}",
+                    0..4usize,
                 ),
-                ("PATH".to_string(), "/bin".to_string()),
-            ],
-        )
-        .unwrap();
-        assert_eq!(c.port, 9300);
-        assert_eq!(c.bind, "127.0.0.1");
-        assert!(!c.collectors.0["memory"].enabled);
-        let e = apply_env(
-            Config::default(),
-            [("HERAKLES_PROT".to_string(), "1".to_string())],
-        )
-        .unwrap_err();
-        assert!(e.message.contains("did you mean \"port\""), "{e}");
-        let e = apply_env(
-            Config::default(),
-            [("HERAKLES_PORT".to_string(), "x".to_string())],
-        )
-        .unwrap_err();
-        assert!(e.message.contains("HERAKLES_PORT"), "{e}");
+                0..10,
+            ),
+        ) {
+            let mut yaml = String::new();
+            let mut toml = String::new();
+            let mut json = String::from("{");
+            for (i, (key, value, depth)) in entries.iter().enumerate() {
+                yaml.push_str(&format!("{}{key}: {value}\n", "  ".repeat(*depth)));
+                toml.push_str(&format!("{key} = {value}\n"));
+                if i > 0 {
+                    json.push(',');
+                }
+                json.push_str(&format!("{key:?}: {value}"));
+            }
+            json.push('}');
+            for (text, format) in [(yaml, Format::Yaml), (toml, Format::Toml), (json, Format::Json)] {
+                let _ = parse_str(&text, format, Some(Path::new("p")));
+            }
+        }
     }
 
     #[test]

@@ -1,15 +1,21 @@
 //! The exporter's configuration: global keys, and one section per collector.
 //!
 //! Values are merged in this order, later winning: built-in defaults, the
-//! config file, `HERAKLES_*` environment variables, command-line flags.
+//! config file, `HERAKLES_*` environment variables, command-line flags
+//! (`overrides.rs`: variables and flags are the same kind of override).
 //!
-//! Every key is declared once, as a typed field with a doc comment. The doc
-//! comments are the documentation: `config --commented` writes them as
-//! comments, and `/doc` lists them, so they cannot drift apart.
+//! Every key is declared once, as a typed field with a doc comment and, for
+//! numbers, its range. The doc comments are the documentation: `config
+//! --commented` writes them as comments, and `/doc` lists them, so they
+//! cannot drift apart; the ranges are checked (`validate.rs`) from the same
+//! schema that documents them.
 
 mod collectors;
 mod load;
+mod locate;
+mod overrides;
 mod template;
+mod validate;
 
 use std::path::PathBuf;
 
@@ -17,16 +23,25 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use collectors::{unknown_collector, CollectorSection, Collectors};
-pub use load::{
-    apply_env, find_config_file, load_file, parse_str, ConfigError, Format, LoadedFile,
-};
+pub use load::{find_config_file, load_file, parse_str, ConfigError, Format, LoadedFile};
+pub use overrides::{env_overrides, merge, Override, Source};
 pub use template::commented_template;
+pub use validate::Invalid;
+
+/// The largest size in KiB a size threshold accepts: 1 PiB, past any
+/// process's memory, and small enough that converting to bytes cannot
+/// overflow.
+const MAX_KB: u64 = 1 << 40;
+
+/// The longest top-N list: each entry is a set of series per scrape.
+const MAX_TOP_N: usize = 10_000;
 
 /// Global settings (everything but the `collectors` sections).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// TCP port of the HTTP server. 0 picks a free port (it is logged).
+    #[schemars(range(min = 0, max = 65535))]
     pub port: u16,
     /// Address to listen on; "0.0.0.0" for all IPv4 interfaces, "::" for all.
     pub bind: String,
@@ -35,14 +50,18 @@ pub struct Config {
     /// Log line format: text for people, json for log shippers.
     pub log_format: LogFormat,
     /// Serve a cached scrape for this many seconds; 0 collects on every scrape.
+    #[schemars(range(min = 0, max = 86400))]
     pub cache_ttl: u64,
     /// Seconds one collector may take before it is abandoned for this scrape
     /// and reported with success 0. Keep it below Prometheus' scrape_timeout.
+    #[schemars(range(min = 0.001, max = 3600))]
     pub collector_timeout: f64,
     /// Concurrent /metrics requests served at once; past this, 503.
+    #[schemars(range(min = 1, max = 65536))]
     pub max_requests: usize,
     /// Worker threads for collection (blocking reads of /proc and /sys).
     /// 0 means one per CPU, at least 2.
+    #[schemars(range(min = 0, max = 256))]
     pub parallelism: usize,
     /// Serve the /health endpoint.
     pub enable_health: bool,
@@ -58,13 +77,17 @@ pub struct Config {
     /// Per-process series only for processes whose USS is at least this many
     /// KiB (RSS stands in while USS is unknown: USS never exceeds it).
     /// Group and top-N series count every process regardless.
+    #[schemars(range(min = 0, max = MAX_KB))]
     pub min_uss_kb: u64,
     /// Processes ranked per subgroup in the herakles_*_top_process_* series.
+    #[schemars(range(min = 0, max = MAX_TOP_N))]
     pub top_n_subgroup: usize,
     /// Like top_n_subgroup, for the catch-all "other" group, which gathers
     /// unrelated processes and so deserves a longer list.
+    #[schemars(range(min = 0, max = MAX_TOP_N))]
     pub top_n_others: usize,
     /// Processes ranked host-wide in the herakles_top_* series.
+    #[schemars(range(min = 0, max = MAX_TOP_N))]
     pub top_n: usize,
     /// Whether search_groups lists the only groups exported (include) or
     /// groups never exported (exclude).
@@ -85,15 +108,20 @@ pub struct Config {
     /// smaps_min_rss_kb, members of search_groups) or off.
     pub smaps_mode: SmapsMode,
     /// With smaps_mode top, processes with at least this RSS (KiB) are read.
+    #[schemars(range(min = 0, max = MAX_KB))]
     pub smaps_min_rss_kb: u64,
     /// Milliseconds per scrape spent refreshing smaps data, stalest first;
     /// what does not fit keeps its older value (see the age metric).
+    #[schemars(range(min = 0, max = 60000))]
     pub smaps_budget_ms: u64,
     /// Seconds a process's smaps data is reused before it is read again.
+    #[schemars(range(min = 0, max = 86400))]
     pub smaps_max_age_secs: u64,
     /// Initial read buffer (KiB) per scan thread for stat, cmdline and io.
+    #[schemars(range(min = 1, max = 65536))]
     pub io_buffer_kb: usize,
     /// Initial read buffer (KiB) for smaps files, which grow with mappings.
+    #[schemars(range(min = 1, max = 65536))]
     pub smaps_buffer_kb: usize,
     /// Master switch for the eBPF programs (per-process network and block
     /// I/O, TCP state tracking). Off, or unavailable on this host, those
@@ -237,42 +265,10 @@ pub enum LogFormat {
 }
 
 impl Config {
-    /// Check what types alone cannot: value ranges and key combinations.
-    pub fn validate(&self) -> Result<(), String> {
-        if !(self.collector_timeout > 0.0 && self.collector_timeout.is_finite()) {
-            return Err(format!(
-                "collector_timeout: must be a positive number of seconds, got {}",
-                self.collector_timeout
-            ));
-        }
-        if self.max_requests == 0 {
-            return Err("max_requests: must be at least 1".into());
-        }
-        if self.bind.parse::<std::net::IpAddr>().is_err() {
-            return Err(format!("bind: {:?} is not an IP address", self.bind));
-        }
-        if self.enable_tls && (self.tls_cert_path.is_empty() || self.tls_key_path.is_empty()) {
-            return Err("enable_tls: needs both tls_cert_path and tls_key_path".into());
-        }
-        if self.io_buffer_kb == 0 || self.io_buffer_kb > 64 * 1024 {
-            return Err(format!(
-                "io_buffer_kb: must be 1..=65536, got {}",
-                self.io_buffer_kb
-            ));
-        }
-        if self.smaps_buffer_kb == 0 || self.smaps_buffer_kb > 64 * 1024 {
-            return Err(format!(
-                "smaps_buffer_kb: must be 1..=65536, got {}",
-                self.smaps_buffer_kb
-            ));
-        }
-        if self.smaps_mode != SmapsMode::Off && self.smaps_budget_ms == 0 {
-            return Err("smaps_budget_ms: must be at least 1 unless smaps_mode is off".into());
-        }
-        if let Some(g) = self.search_groups.iter().find(|g| g.trim().is_empty()) {
-            return Err(format!("search_groups: empty group name {g:?}"));
-        }
-        Ok(())
+    /// Check what types alone cannot: value ranges, regexes and key
+    /// combinations. The one validation every way in goes through.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        validate::check(self)
     }
 
     /// Worker threads to use for collection.

@@ -7,6 +7,7 @@
 use schemars::JsonSchema;
 use serde_json::{Map, Value};
 
+use super::validate::resolve;
 use super::{Config, Format};
 
 /// Render the full default config, with each key's documentation as a
@@ -35,7 +36,7 @@ fn schema_value<T: JsonSchema>() -> Value {
     schemars::schema_for!(T).to_value()
 }
 
-/// Field docs of a section: key → description.
+/// Field docs of a section: key → description, with the key's range.
 fn descriptions(schema: &Value, root: &Value) -> Map<String, Value> {
     let mut out = Map::new();
     let Some(props) = resolve(schema, root)
@@ -48,22 +49,20 @@ fn descriptions(schema: &Value, root: &Value) -> Map<String, Value> {
         let desc = v
             .get("description")
             .or_else(|| resolve(v, root).get("description"))
-            .cloned()
-            .unwrap_or(Value::Null);
+            .and_then(Value::as_str);
+        let range = match (v.get("minimum"), v.get("maximum")) {
+            (Some(min), Some(max)) => Some(format!("Range: {min} to {max}.")),
+            _ => None,
+        };
+        let desc = match (desc, range) {
+            (Some(d), Some(r)) => Value::String(format!("{d}\n{r}")),
+            (Some(d), None) => Value::String(d.to_string()),
+            (None, Some(r)) => Value::String(r),
+            (None, None) => Value::Null,
+        };
         out.insert(k.clone(), desc);
     }
     out
-}
-
-/// Follow a local `$ref` to its definition.
-fn resolve<'a>(schema: &'a Value, root: &'a Value) -> &'a Value {
-    match schema.get("$ref").and_then(Value::as_str) {
-        Some(r) => r
-            .strip_prefix("#/")
-            .map(|p| p.split('/').fold(root, |node, key| &node[key]))
-            .unwrap_or(schema),
-        None => schema,
-    }
 }
 
 fn property<'a>(schema: &'a Value, root: &'a Value, key: &str) -> &'a Value {

@@ -48,12 +48,14 @@ pub struct ProcessIoConfig {
     /// about 48 bytes (network) and 160 bytes (block) per entry. Entries of
     /// exited processes are removed when they exit, so this is the number of
     /// live processes that do I/O, with headroom.
+    #[schemars(range(min = 1, max = 4194304))]
     pub max_processes: u32,
     /// Ring buffer for the final counters of exiting processes, in KiB
     /// (rounded up to a power of two); 232 bytes per exit.
     /// Drained every 100 ms, so the default holds about 4,500 exits in
     /// that time; an exit that finds it full is counted in
     /// herakles_ebpf_events_dropped_total.
+    #[schemars(range(min = 4, max = 262144))]
     pub exit_buffer_kb: u32,
     /// Switch on the kernel's BPF run-time statistics (BPF_ENABLE_STATS)
     /// while the exporter runs, for herakles_ebpf_cpu_seconds_total. Off by

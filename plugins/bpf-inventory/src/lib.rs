@@ -102,8 +102,10 @@ pub struct BpfInventoryConfig {
     /// Inspect at most this many programs per collection. Each costs three
     /// syscalls and a small file read; past the cap the ids are only
     /// counted, as `herakles_bpf_inventory_collection_skipped_objects`.
+    #[schemars(range(min = 0, max = 1048576))]
     pub max_programs: usize,
     /// Inspect at most this many maps per collection; see `max_programs`.
+    #[schemars(range(min = 0, max = 1048576))]
     pub max_maps: usize,
 }
 

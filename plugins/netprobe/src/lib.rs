@@ -80,6 +80,8 @@ pub struct NetprobeConfig {
     /// Interfaces to count, by exact name; empty counts every interface.
     /// Only these get a TC filter: an interface left out is never touched.
     /// Names that do not exist yet are picked up when they appear.
+    /// A name is 1 to 15 bytes, the kernel's limit.
+    #[schemars(inner(length(min = 1, max = 15)))]
     pub interfaces: Vec<String>,
     /// Report only interfaces that carried a packet during the last
     /// collection interval. Idle interfaces keep their filter and their
@@ -88,6 +90,7 @@ pub struct NetprobeConfig {
     /// Seconds between two readings of the kernel counters. The
     /// `*_per_second` rates are over this interval, and new or removed
     /// interfaces are noticed within it.
+    #[schemars(range(min = 0.1, max = 3600))]
     pub collection_interval: f64,
     /// How the programs hook into TC. `clsact`: a filter in the interface's
     /// clsact qdisc, created if missing and removed again by the last
@@ -100,6 +103,7 @@ pub struct NetprobeConfig {
     /// it only if another filter already holds our handle (0x4e500000 and
     /// up, one per running netprobe) at this priority; the exporter logs
     /// that case.
+    #[schemars(range(min = 1, max = 65535))]
     pub tc_priority: u16,
 }
 
@@ -197,28 +201,12 @@ impl BuildCollector for Netprobe {
     /// Only a config error fails the build. The programs failing to load
     /// (no BTF, no privileges) leaves `netprobe_up 0` and a logged reason,
     /// and the rest of the exporter runs as usual.
+    ///
+    /// The ranges of `collection_interval` and `tc_priority` (0 would let the
+    /// kernel pick a priority, and then our filter could not be found again)
+    /// and the length of interface names are declared on the config fields
+    /// and checked when the config is loaded, with the file position.
     fn build(config: NetprobeConfig, ctx: &BuildContext) -> Result<Self> {
-        if !(config.collection_interval.is_finite() && config.collection_interval >= 0.1) {
-            return Err("collection_interval: must be at least 0.1 seconds".into());
-        }
-        if config.tc_priority == 0 {
-            return Err(
-                "tc_priority: must be between 1 and 65535 (0 lets the kernel pick one, \
-                        and then our filter cannot be found again)"
-                    .into(),
-            );
-        }
-        if let Some(bad) = config
-            .interfaces
-            .iter()
-            .find(|n| n.is_empty() || n.len() >= libc::IFNAMSIZ)
-        {
-            return Err(format!(
-                "interfaces: {bad:?} is not an interface name (1 to {} bytes)",
-                libc::IFNAMSIZ - 1
-            )
-            .into());
-        }
         let settings = Settings {
             mode: match config.attach {
                 Attach::Clsact => Mode::Clsact,
