@@ -165,7 +165,10 @@ enum Kind {
 struct Record {
     path: String,
     kind: Kind,
-    sha256: String,
+    /// Of what was written; config files only, the rest go whatever their
+    /// content (hashing a 150 MB debug binary would cost seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
 }
 
 /// What `install` did, for `uninstall`.
@@ -303,13 +306,13 @@ fn try_install(args: &InstallArgs, config_file: Option<&Path>) -> Result<(), Str
 
     for f in &files {
         let target = under(root, f.path);
-        let written = sha256(&f.bytes);
+        let written = (f.kind == Kind::Config).then(|| sha256(&f.bytes));
         if f.kind == Kind::Config && target.exists() && config_file.is_none() {
             let current = std::fs::read(&target).map(|b| sha256(&b)).ok();
             let recorded = previous
                 .as_ref()
                 .and_then(|m| m.files.iter().find(|r| r.path == f.path))
-                .map(|r| r.sha256.clone());
+                .and_then(|r| r.sha256.clone());
             if current.is_some() && current != recorded {
                 out.say(
                     "keep",
@@ -318,7 +321,7 @@ fn try_install(args: &InstallArgs, config_file: Option<&Path>) -> Result<(), Str
                 manifest.files.push(Record {
                     path: f.path.to_string(),
                     kind: f.kind,
-                    sha256: recorded.unwrap_or(written),
+                    sha256: recorded.or(written),
                 });
                 continue;
             }
@@ -601,7 +604,7 @@ fn try_uninstall(args: &UninstallArgs) -> Result<(), String> {
         let Ok(bytes) = std::fs::read(&target) else {
             continue;
         };
-        if r.kind == Kind::Config && sha256(&bytes) != r.sha256 && !args.purge {
+        if r.kind == Kind::Config && Some(sha256(&bytes)) != r.sha256 && !args.purge {
             out.say(
                 "keep",
                 format!(
