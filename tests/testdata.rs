@@ -77,7 +77,10 @@ fn serves_exactly_the_file_and_passes_promtool() {
         let name = fam["name"].as_str().unwrap();
         expected_families.insert(name.to_string());
         assert!(
-            text.contains(&format!("# TYPE {name} {}\n", fam["type"].as_str().unwrap())),
+            text.contains(&format!(
+                "# TYPE {name} {}\n",
+                fam["type"].as_str().unwrap()
+            )),
             "{name}: type line"
         );
         for s in fam["samples"].as_array().unwrap() {
@@ -118,7 +121,11 @@ fn serves_exactly_the_file_and_passes_promtool() {
         .find(|s| s.metric == "herakles_testdata_info")
         .expect("herakles_testdata_info");
     assert_eq!(info.labels.get("file"), Some(file_arg));
-    assert!(info.labels.get("description").unwrap().contains("synthetic"));
+    assert!(info
+        .labels
+        .get("description")
+        .unwrap()
+        .contains("synthetic"));
     assert_eq!(
         common::value(
             &scrape,
@@ -131,7 +138,10 @@ fn serves_exactly_the_file_and_passes_promtool() {
     let gz = common::get_with(exp.addr, "/metrics", &[("Accept-Encoding", "gzip")]);
     assert_eq!(gz.header("content-encoding"), Some("gzip"));
     let health: serde_json::Value = serde_json::from_str(&exp.get("/health").text()).unwrap();
-    assert_eq!(health["collectors"]["testdata"]["healthy"], true, "{health}");
+    assert_eq!(
+        health["collectors"]["testdata"]["healthy"], true,
+        "{health}"
+    );
 
     // Counters keep growing at their rate, as a dashboard's rate() expects.
     let rate_sample = data["families"]
@@ -148,7 +158,10 @@ fn serves_exactly_the_file_and_passes_promtool() {
         &[],
     )
     .unwrap();
-    assert!(later > rate_sample["value"].as_f64().unwrap(), "counter did not grow");
+    assert!(
+        later > rate_sample["value"].as_f64().unwrap(),
+        "counter did not grow"
+    );
 }
 
 #[test]

@@ -106,9 +106,15 @@ impl Running {
         }
         cmd.args(["-p", "0", "--bind", "127.0.0.1"])
             .args(args)
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .envs(env.iter().copied());
+        Running::spawn(cmd)
+    }
+
+    /// Start `cmd`, an exporter (possibly behind a wrapper such as setpriv
+    /// or chroot that execs it) told to listen on port 0, and wait until it
+    /// logs its address.
+    pub fn spawn(mut cmd: Command) -> Running {
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start exporter");
         let stderr = child.stderr.take().unwrap();
         let mut lines = BufReader::new(stderr).lines();
