@@ -18,7 +18,10 @@
 #   debootstrap                                     tests/package.rs installs the .deb into
 #                                                   a clean Debian root it builds
 #   podman                                          scripts/build-image.sh builds the image
-#                                                   FROM scratch; tests/package.rs runs it
+#                                                   FROM scratch; tests/container.rs runs it
+#   runc                                            the OCI runtime that tests/container.rs
+#                                                   runs it with: podman's default, crun,
+#                                                   refuses hybrid cgroup hosts like this one
 #   libcap2-bin, util-linux                         capsh/setpriv start the exporter with
 #                                                   exactly the unit's capabilities
 #   systemd                                         systemd-analyze verifies the unit and
@@ -39,7 +42,7 @@ command -v ss >/dev/null 2>&1 || need+=(iproute2)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v clang >/dev/null 2>&1 || need+=(clang)
-for pkg in libelf-dev zlib1g-dev pkg-config bpftool dpkg-dev lintian debootstrap podman \
+for pkg in libelf-dev zlib1g-dev pkg-config bpftool dpkg-dev lintian debootstrap podman runc \
   libcap2-bin util-linux systemd; do
   installed "$pkg" || need+=("$pkg")
 done
