@@ -24,6 +24,8 @@
 #                                                   refuses hybrid cgroup hosts like this one
 #   libcap2-bin, util-linux                         capsh/setpriv start the exporter with
 #                                                   exactly the unit's capabilities
+#   strace                                          tests/install.rs lists the system calls
+#                                                   the exporter makes, against the unit's filter
 #   systemd                                         systemd-analyze verifies the unit and
 #                                                   scores its exposure (no systemd needs
 #                                                   to be running)
@@ -40,6 +42,7 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 [ -x /usr/bin/prometheus-node-exporter ] || need+=(prometheus-node-exporter)
 command -v ss >/dev/null 2>&1 || need+=(iproute2)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v strace >/dev/null 2>&1 || need+=(strace)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v clang >/dev/null 2>&1 || need+=(clang)
 for pkg in libelf-dev zlib1g-dev pkg-config bpftool dpkg-dev lintian debootstrap podman runc \

@@ -17,9 +17,10 @@
 //! * `RestrictAddressFamilies` keeps `AF_NETLINK`: the `tcp` collector reads
 //!   socket states with sock_diag and netprobe attaches its TC filter over
 //!   rtnetlink.
-//! * `SystemCallFilter=@system-service bpf perf_event_open`: `bpf` loads the
-//!   programs and reads their maps; `perf_event_open` is what libbpf falls
-//!   back to for attaching on older kernels.
+//! * `SystemCallFilter=@system-service bpf`: `bpf` loads the programs and
+//!   reads their maps; `tp_btf` programs attach through `bpf` too, so no
+//!   `perf_event_open`. tests/install.rs runs the exporter under strace and
+//!   checks every system call it makes is in this set.
 //!
 //! `Type=` is [`SERVICE_TYPE`], one constant: when the exporter learns
 //! `sd_notify`, switching to `notify` changes that line and nothing else.
@@ -152,6 +153,7 @@ ProtectSystem=strict
 ProtectHome=read-only
 PrivateTmp=yes
 PrivateDevices=yes
+PrivateMounts=yes
 DevicePolicy=closed
 ProtectKernelTunables=yes
 ProtectKernelModules=yes
@@ -169,7 +171,7 @@ RemoveIPC=yes
 KeyringMode=private
 UMask=0077
 SystemCallArchitectures=native
-SystemCallFilter=@system-service bpf perf_event_open
+SystemCallFilter=@system-service bpf
 SystemCallErrorNumber=EPERM
 
 [Install]

@@ -9,6 +9,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_herakles-node-exporter");
 const UNIT: &str = "/etc/systemd/system/herakles-node-exporter.service";
 const CONFIG: &str = "/etc/herakles/herakles-node-exporter.yaml";
@@ -354,4 +356,116 @@ fn package_layout_writes_a_compressed_man_page_and_no_manifest() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// systemd's syscall groups: `@name` -> member names and nested groups.
+fn syscall_groups() -> std::collections::HashMap<String, Vec<String>> {
+    let out = Command::new("systemd-analyze")
+        .arg("syscall-filter")
+        .output()
+        .expect("systemd-analyze");
+    let mut groups = std::collections::HashMap::new();
+    let mut current = String::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if line.starts_with('@') {
+            current = line.trim().to_string();
+        } else if line.starts_with("    ")
+            && !line.trim_start().starts_with('#')
+            && !current.is_empty()
+        {
+            groups
+                .entry(current.clone())
+                .or_insert_with(Vec::new)
+                .push(line.trim().to_string());
+        } else if line.trim().is_empty() {
+            current.clear();
+        }
+    }
+    groups
+}
+
+/// The system calls `SystemCallFilter=` allows, its groups expanded.
+fn allowed_syscalls(filter: &str) -> BTreeMap<String, ()> {
+    let groups = syscall_groups();
+    let mut allowed = BTreeMap::new();
+    let mut todo: Vec<String> = filter.split_whitespace().map(str::to_string).collect();
+    let mut seen = std::collections::HashSet::new();
+    while let Some(item) = todo.pop() {
+        if !seen.insert(item.clone()) {
+            continue;
+        }
+        if item.starts_with('@') {
+            todo.extend(
+                groups
+                    .get(&item)
+                    .unwrap_or_else(|| panic!("unknown group {item}"))
+                    .clone(),
+            );
+        } else {
+            allowed.insert(item, ());
+        }
+    }
+    allowed
+}
+
+/// The unit's seccomp filter cannot be exercised without systemd running,
+/// so check it against what the exporter really calls: start it under
+/// strace (eBPF loading, a scrape of every collector, /health, a clean
+/// stop) and require every system call made to be in the filter's set.
+#[test]
+fn the_unit_syscall_filter_allows_every_call_the_exporter_makes() {
+    let root = tempfile::tempdir().unwrap();
+    ok(&["install"], root.path());
+    let unit = std::fs::read_to_string(at(root.path(), UNIT)).unwrap();
+    let filter = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("SystemCallFilter="))
+        .unwrap();
+    let allowed = allowed_syscalls(filter);
+    assert!(allowed.contains_key("read") && allowed.contains_key("bpf"));
+
+    let trace = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = Command::new("strace");
+    cmd.args(["-f", "-qq", "-c", "-o"])
+        .arg(trace.path())
+        .arg(BIN)
+        .arg("-c")
+        .arg(at(root.path(), CONFIG))
+        .args(["-p", "0", "--bind", "127.0.0.1"]);
+    let mut exp = common::Running::spawn(cmd);
+    exp.get("/metrics");
+    exp.get("/metrics");
+    exp.get("/health");
+    // SIGTERM the exporter itself (strace's child), so its shutdown is
+    // traced too, then let strace write its summary.
+    let strace = exp.child.id();
+    let children =
+        std::fs::read_to_string(format!("/proc/{strace}/task/{strace}/children")).unwrap();
+    let pid: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = exp.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let summary = std::fs::read_to_string(trace.path()).unwrap();
+    let made: Vec<&str> = summary
+        .lines()
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (cols.len() >= 5 && cols[0].parse::<f64>().is_ok()).then(|| *cols.last().unwrap())
+        })
+        .filter(|s| *s != "total")
+        .collect();
+    eprintln!("system calls made: {made:?}");
+    assert!(
+        made.contains(&"bpf") && made.contains(&"openat"),
+        "{summary}"
+    );
+    let refused: Vec<&&str> = made.iter().filter(|s| !allowed.contains_key(**s)).collect();
+    assert!(
+        refused.is_empty(),
+        "the unit's filter would refuse {refused:?}"
+    );
 }
