@@ -130,16 +130,7 @@ fn image_from_scratch_reports_a_host_process() {
         (rss - rss_now).abs() <= rss_now * 0.2,
         "RSS {rss} vs /proc {rss_now}"
     );
-    for (name, c) in health["collectors"].as_object().unwrap() {
-        assert_eq!(c["healthy"], true, "collector {name}: {c}");
-    }
-    for part in ["network", "disk", "tcp_tracking"] {
-        assert_eq!(
-            health["ebpf"]["parts"][part]["state"], "active",
-            "eBPF {part}: {}",
-            health["ebpf"]
-        );
-    }
+    common::assert_all_healthy(&health);
     // The host's root filesystem, through the /host/root mount.
     assert!(
         common::value(

@@ -321,16 +321,7 @@ fn deb_is_lint_clean_installs_runs_with_the_unit_capabilities_and_purges() {
         .unwrap();
     let _ = sleeper.kill();
     let _ = sleeper.wait();
-    for (name, c) in h["collectors"].as_object().unwrap() {
-        assert_eq!(c["healthy"], true, "collector {name}: {c}");
-    }
-    for part in ["network", "disk", "tcp_tracking"] {
-        assert_eq!(
-            h["ebpf"]["parts"][part]["state"], "active",
-            "eBPF {part}: {}",
-            h["ebpf"]
-        );
-    }
+    common::assert_all_healthy(&h);
     // A root-owned process's PSS (smaps_rollup needs CAP_SYS_PTRACE) and
     // the eBPF-fed group series.
     let pid = sleeper.id().to_string();

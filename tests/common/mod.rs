@@ -243,3 +243,18 @@ pub fn proc_stat(key: &str) -> f64 {
         .parse()
         .unwrap()
 }
+
+/// Assert that a `/health` report shows every collector healthy and every
+/// eBPF part loaded and attached.
+pub fn assert_all_healthy(health: &serde_json::Value) {
+    for (name, c) in health["collectors"].as_object().expect("collectors") {
+        assert_eq!(c["healthy"], true, "collector {name}: {c}");
+    }
+    for part in ["network", "disk", "tcp_tracking"] {
+        assert_eq!(
+            health["ebpf"]["parts"][part]["state"], "active",
+            "eBPF {part}: {}",
+            health["ebpf"]
+        );
+    }
+}
