@@ -12,7 +12,28 @@
 #   bpftool                                         tests compare our eBPF inventory
 #                                                   with it (not a build need: the
 #                                                   generated bpf/vmlinux.h is committed)
+#   dpkg-dev, lintian                               scripts/build-deb.sh computes the
+#                                                   package's dependencies (dpkg-shlibdeps);
+#                                                   tests/package.rs lints the .deb
+#   debootstrap                                     tests/package.rs installs the .deb into
+#                                                   a clean Debian root it builds
+#   podman                                          scripts/build-image.sh builds the image
+#                                                   FROM scratch; tests/container.rs runs it
+#   runc                                            the OCI runtime that tests/container.rs
+#                                                   runs it with: podman's default, crun,
+#                                                   refuses hybrid cgroup hosts like this one
+#   libcap2-bin, util-linux                         capsh/setpriv start the exporter with
+#                                                   exactly the unit's capabilities
+#   strace                                          tests/install.rs lists the system calls
+#                                                   the exporter makes, against the unit's filter
+#   systemd                                         systemd-analyze verifies the unit and
+#                                                   scores its exposure (no systemd needs
+#                                                   to be running)
+#   python3 -m venv target/venv (PyPI, pinned):    tests/package.rs validates the
+#     kubernetes-validate                           Kubernetes manifests offline: the API
+#     cloudcoil.models.prometheus_operator          schemas ship inside these packages
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
 
@@ -21,9 +42,11 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 [ -x /usr/bin/prometheus-node-exporter ] || need+=(prometheus-node-exporter)
 command -v ss >/dev/null 2>&1 || need+=(iproute2)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v strace >/dev/null 2>&1 || need+=(strace)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v clang >/dev/null 2>&1 || need+=(clang)
-for pkg in libelf-dev zlib1g-dev pkg-config bpftool; do
+for pkg in libelf-dev zlib1g-dev pkg-config bpftool dpkg-dev lintian debootstrap podman runc \
+  libcap2-bin util-linux systemd; do
   installed "$pkg" || need+=("$pkg")
 done
 
@@ -46,6 +69,18 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   [ "$created_policy" = 1 ] && rm -f "$policy"
+fi
+
+# The Kubernetes schema validators, from PyPI, in a venv of the project's
+# own (never the system Python). Versions pinned so the schemas a test
+# validates against do not change under us.
+venv=target/venv
+k8s_pkgs=(kubernetes-validate==1.37.0 cloudcoil.models.prometheus_operator==0.80.1.0)
+if ! "$venv/bin/python" -c 'import kubernetes_validate, cloudcoil.models.prometheus_operator' \
+  >/dev/null 2>&1; then
+  echo "setup: installing ${k8s_pkgs[*]} into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "${k8s_pkgs[@]}"
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

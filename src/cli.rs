@@ -44,6 +44,9 @@ pub struct Cli {
     /// Validate the config (and build every enabled collector), then exit
     #[arg(long)]
     pub check_config: bool,
+    /// Serve the metrics in this test data file instead of collecting (see generate-testdata)
+    #[arg(short = 't', long, value_name = "FILE")]
+    pub test_data_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -333,6 +336,16 @@ pub enum Command {
         #[arg(long)]
         verbose: bool,
     },
+    /// Install as a systemd service: binary, config, unit, man page, completions
+    Install(crate::install::InstallArgs),
+    /// Remove what `install` installed (a config edited since is kept)
+    Uninstall(crate::install::UninstallArgs),
+    /// Write a synthetic host's metrics to a test data file for -t
+    GenerateTestdata(crate::testdata::GenerateArgs),
+    /// Print the shell completion script for SHELL
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff)
+    Man,
 }
 
 /// Entry point of the binary; returns the exit code.
@@ -370,6 +383,13 @@ pub fn main_with(args: Vec<String>) -> i32 {
     {
         return write_template(*format, *commented, output.as_ref());
     }
+    match &cli.command {
+        Some(Command::Install(a)) => return crate::install::install(a, cli.config.as_deref()),
+        Some(Command::Uninstall(a)) => return crate::install::uninstall(a),
+        Some(Command::Completions { shell }) => return crate::dist::print_completions(*shell),
+        Some(Command::Man) => return crate::dist::print_man(),
+        _ => {}
+    }
 
     let flags = flag_overrides(&matches);
     let Resolved {
@@ -403,6 +423,14 @@ pub fn main_with(args: Vec<String>) -> i32 {
         tracing::warn!("classification rules: {warning}");
     }
 
+    let test_data = match cli.test_data_file.as_deref().map(crate::testdata::load) {
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+        loaded => loaded.and_then(Result::ok),
+    };
+
     if cli.show_user_config {
         return show_user_config(file.as_ref(), cli.config_format);
     }
@@ -430,8 +458,15 @@ pub fn main_with(args: Vec<String>) -> i32 {
         Some(Command::Test {
             iterations,
             verbose,
-        }) => run_test(config, &build_ctx, *iterations, *verbose),
-        Some(Command::Config { .. }) => unreachable!("handled above"),
+        }) => run_test(config, &build_ctx, *iterations, *verbose, test_data),
+        Some(Command::GenerateTestdata(a)) => crate::testdata::generate(a, &classifier),
+        Some(
+            Command::Config { .. }
+            | Command::Install(_)
+            | Command::Uninstall(_)
+            | Command::Completions { .. }
+            | Command::Man,
+        ) => unreachable!("handled above"),
         None if cli.check_config => match build_collectors_in(&build_ctx, &config) {
             Ok(built) => {
                 for (_, c) in &built {
@@ -445,7 +480,7 @@ pub fn main_with(args: Vec<String>) -> i32 {
                 2
             }
         },
-        None => run_daemon(config, &build_ctx, &classifier),
+        None => run_daemon(config, &build_ctx, &classifier, test_data),
     }
 }
 
@@ -453,7 +488,7 @@ pub fn main_with(args: Vec<String>) -> i32 {
 /// every registered collector `--collector.NAME`, `--no-collector.NAME` and
 /// `--collector.NAME.KEY` per key of its section, generated from the
 /// registry and the section's schema.
-fn command() -> clap::Command {
+pub(crate) fn command() -> clap::Command {
     let mut cmd = Cli::command();
     for f in KEY_FLAGS {
         let mut arg = Arg::new(f.long).long(f.long).help(f.help);
@@ -760,7 +795,7 @@ fn yes_no(b: bool) -> &'static str {
     }
 }
 
-type Built = Vec<(&'static str, Box<dyn Collector>)>;
+pub type Built = Vec<(&'static str, Box<dyn Collector>)>;
 
 /// The context collectors are built in; its services (the classifier, the
 /// process table) are shared by everything built from it.
@@ -912,13 +947,18 @@ fn subgroups(
     }
 }
 
-fn run_daemon(config: Config, ctx: &BuildContext, classifier: &Classifier) -> i32 {
+fn run_daemon(
+    config: Config,
+    ctx: &BuildContext,
+    classifier: &Classifier,
+    test_data: Option<crate::testdata::Source>,
+) -> i32 {
     crate::logging::init(config.log_level, config.log_format);
     if config.enable_tls {
         tracing::error!("TLS is not supported by this build; terminate TLS in a proxy");
         return 2;
     }
-    let collectors = match build_collectors_in(ctx, &config) {
+    let collectors = match crate::testdata::collectors_or_build(test_data, ctx, &config) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("{e}");
@@ -989,9 +1029,15 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
-fn run_test(config: Config, ctx: &BuildContext, iterations: u32, verbose: bool) -> i32 {
+fn run_test(
+    config: Config,
+    ctx: &BuildContext,
+    iterations: u32,
+    verbose: bool,
+    test_data: Option<crate::testdata::Source>,
+) -> i32 {
     crate::logging::init(config.log_level, config.log_format);
-    let collectors = match build_collectors_in(ctx, &config) {
+    let collectors = match crate::testdata::collectors_or_build(test_data, ctx, &config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");

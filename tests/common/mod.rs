@@ -106,9 +106,15 @@ impl Running {
         }
         cmd.args(["-p", "0", "--bind", "127.0.0.1"])
             .args(args)
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .envs(env.iter().copied());
+        Running::spawn(cmd)
+    }
+
+    /// Start `cmd`, an exporter (possibly behind a wrapper such as setpriv
+    /// or chroot that execs it) told to listen on port 0, and wait until it
+    /// logs its address.
+    pub fn spawn(mut cmd: Command) -> Running {
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start exporter");
         let stderr = child.stderr.take().unwrap();
         let mut lines = BufReader::new(stderr).lines();
@@ -236,4 +242,19 @@ pub fn proc_stat(key: &str) -> f64 {
         .trim()
         .parse()
         .unwrap()
+}
+
+/// Assert that a `/health` report shows every collector healthy and every
+/// eBPF part loaded and attached.
+pub fn assert_all_healthy(health: &serde_json::Value) {
+    for (name, c) in health["collectors"].as_object().expect("collectors") {
+        assert_eq!(c["healthy"], true, "collector {name}: {c}");
+    }
+    for part in ["network", "disk", "tcp_tracking"] {
+        assert_eq!(
+            health["ebpf"]["parts"][part]["state"], "active",
+            "eBPF {part}: {}",
+            health["ebpf"]
+        );
+    }
 }
