@@ -281,10 +281,13 @@ impl Ratios {
 
 /// CPU PSI. The system-wide "full" line is always zero for CPUs (a CPU is
 /// never stalled for all tasks while it runs one), so only "some" is exposed.
-/// A kernel without PSI means absent series, not failure.
+/// A kernel without PSI means absent series, not failure; a file too long
+/// to be PSI is counted as a parse error.
 fn psi(ctx: &ScrapeContext, out: &mut MetricSink) {
-    let Ok(text) = ctx.read_proc_shared("pressure/cpu") else {
-        return;
+    let text = match ctx.read_proc_shared("pressure/cpu") {
+        Ok(text) => text,
+        Err(e) if e.is_too_large() => return out.parse_error(),
+        Err(_) => return,
     };
     for (kind, total_us) in parse_psi_totals(&text, out) {
         if kind == "some" {
@@ -404,6 +407,18 @@ mod tests {
             Some(1.234567)
         );
         assert_eq!(c.parse_errors, 0);
+    }
+
+    /// One byte that is not UTF-8 used to fail the whole file, and with it
+    /// the cpu, kernel and host collectors.
+    #[test]
+    fn an_invalid_byte_costs_only_its_line() {
+        let c = collect_once::<Cpu>(NoConfig {}, fixture("stat_bad_byte")).unwrap();
+        assert_eq!(seconds(&c, "0", "idle"), Some(50.0 / hz()));
+        assert_eq!(seconds(&c, "0", "user"), Some(20.0 / hz()));
+        assert!(seconds(&c, "1", "idle").is_none());
+        assert_eq!(ratio(&c, "idle", "total"), Some(100.0 / 160.0));
+        assert_eq!(c.parse_errors, 1);
     }
 
     #[test]

@@ -257,10 +257,13 @@ fn group<const N: usize>(
     Some(Ok(values))
 }
 
-/// I/O PSI. A kernel without PSI means absent series, not failure.
+/// I/O PSI. A kernel without PSI means absent series, not failure; a file
+/// too long to be PSI is counted as a parse error.
 fn psi(ctx: &ScrapeContext, out: &mut MetricSink) {
-    let Ok(text) = ctx.read_proc_shared("pressure/io") else {
-        return;
+    let text = match ctx.read_proc_shared("pressure/io") {
+        Ok(text) => text,
+        Err(e) if e.is_too_large() => return out.parse_error(),
+        Err(_) => return,
     };
     for (kind, total_us) in parse_psi_totals(&text, out) {
         let desc = match kind {

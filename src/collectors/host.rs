@@ -63,7 +63,11 @@ impl Collector for Host {
         }
 
         // Each part stands alone; the collector fails only when nothing worked,
-        // and then says why.
+        // and then says why. A file too long to be the kernel's is also a
+        // parse error.
+        for _ in failures.iter().filter(|e| e.is_too_large()) {
+            out.parse_error();
+        }
         if failures.len() == 3 {
             return Err(failures.remove(0));
         }
@@ -158,6 +162,17 @@ mod tests {
             ),
             Some(1.0)
         );
+    }
+
+    /// An invalid byte on another line of /proc/stat costs nothing here.
+    #[test]
+    fn an_invalid_byte_elsewhere_in_stat_is_harmless() {
+        let c = collect_once::<Host>(NoConfig {}, fixture("stat_bad_byte")).unwrap();
+        assert_eq!(
+            c.value("herakles_system_boot_time_seconds", &[]),
+            Some(1_700_000_000.0)
+        );
+        assert_eq!(c.parse_errors, 0);
     }
 
     #[test]

@@ -122,9 +122,14 @@ fn parse_meminfo(text: &str, out: &mut MetricSink) -> MemInfo {
 
 /// Memory PSI. A kernel without PSI (or with `psi=0`) has no file, or one
 /// that refuses reads with EOPNOTSUPP: both mean absent series, not failure.
+/// A file too long to be PSI is counted as a parse error.
 fn psi(ctx: &ScrapeContext, out: &mut MetricSink) -> Result<()> {
     let text = match ctx.read_proc("pressure/memory") {
         Ok(t) => t,
+        Err(e) if e.is_too_large() => {
+            out.parse_error();
+            return Ok(());
+        }
         Err(_) => return Ok(()),
     };
     for (kind, total_us) in parse_psi_totals(&text, out) {

@@ -446,7 +446,8 @@ impl ProcessIo {
             .or_insert_with(|| {
                 let (major, minor) = major_minor(dev);
                 let path = self.sysfs.join(format!("dev/block/{major}:{minor}/uevent"));
-                std::fs::read_to_string(path)
+                // A uevent is a few short lines.
+                herakles_core::read_text(path, 64 << 10)
                     .ok()
                     .and_then(|t| devname_from_uevent(&t).map(Arc::from))
                     .unwrap_or_else(|| Arc::from(format!("{major}:{minor}")))

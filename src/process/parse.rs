@@ -129,25 +129,69 @@ pub struct Smaps {
 /// the rollup having one block and `smaps` one per mapping, so summing
 /// every matching line serves both.
 pub fn parse_smaps(buf: &[u8]) -> Option<Smaps> {
-    let text = std::str::from_utf8(buf).ok()?;
-    let mut s = Smaps::default();
-    let mut seen = false;
-    for line in text.lines() {
-        let Some((k, v)) = line.split_once(':') else {
-            continue;
-        };
-        let slot = match k {
-            "Rss" => &mut s.rss,
-            "Pss" => &mut s.pss,
-            "Private_Clean" | "Private_Dirty" => &mut s.uss,
-            "Swap" => &mut s.swap,
-            _ => continue,
-        };
-        let kb: u64 = v.trim().strip_suffix("kB")?.trim().parse().ok()?;
-        *slot = slot.saturating_add(kb.saturating_mul(1024));
-        seen = true;
+    let mut sum = SmapsSum::default();
+    for line in buf.split(|&b| b == b'\n') {
+        sum.line(line);
     }
-    seen.then_some(s)
+    sum.finish()
+}
+
+/// [`parse_smaps`] a line at a time, for a full `smaps` read as a stream:
+/// it grows with the number of mappings, which the process chooses.
+///
+/// Lines are bytes: the header line of a mapping names the mapped file,
+/// and a file name need not be UTF-8. Only the `Key: N kB` lines are
+/// decoded, and one of those that does not parse spoils the whole result,
+/// as a partial sum would be a wrong number rather than a missing one.
+#[derive(Debug, Default)]
+pub struct SmapsSum {
+    sum: Smaps,
+    seen: bool,
+    bad: bool,
+}
+
+impl SmapsSum {
+    pub fn line(&mut self, line: &[u8]) {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return;
+        };
+        let slot = match &line[..colon] {
+            b"Rss" => &mut self.sum.rss,
+            b"Pss" => &mut self.sum.pss,
+            b"Private_Clean" | b"Private_Dirty" => &mut self.sum.uss,
+            b"Swap" => &mut self.sum.swap,
+            _ => return,
+        };
+        let kb = std::str::from_utf8(&line[colon + 1..])
+            .ok()
+            .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse::<u64>().ok());
+        match kb {
+            Some(kb) => {
+                *slot = slot.saturating_add(kb.saturating_mul(1024));
+                self.seen = true;
+            }
+            None => self.bad = true,
+        }
+    }
+
+    /// The sums, or `None` if no key line was seen or one was damaged.
+    pub fn finish(self) -> Option<Smaps> {
+        (self.seen && !self.bad).then_some(self.sum)
+    }
+}
+
+/// The real uid of `/proc/<pid>/status` (the first number of its `Uid:`
+/// line). The file is bytes: its `Name:` line is the process's own choice.
+pub fn status_uid(buf: &[u8]) -> Option<u32> {
+    let line = buf
+        .split(|&b| b == b'\n')
+        .find_map(|l| l.strip_prefix(b"Uid:"))?;
+    std::str::from_utf8(line)
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// `/proc/<pid>/cmdline` as one line: NUL separators become spaces, the
