@@ -620,4 +620,44 @@ mod tests {
         assert!(section.enabled);
         assert!(section.config.as_any().is::<NoConfig>());
     }
+
+    proptest! {
+        /// Any bytes, read the way the collector reads them (invalid UTF-8
+        /// replaced): no panic, never more CPUs than lines.
+        #[test]
+        fn stat_parser_takes_anything(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+            let text = String::from_utf8_lossy(&bytes);
+            let mut out = MetricSink::new();
+            let lines = parse_stat(&text, &mut out);
+            prop_assert!(lines.len() + out.parse_errors() as usize <= text.lines().count());
+        }
+
+        /// One line of a valid file replaced by garbage costs that line:
+        /// every other CPU is read exactly.
+        #[test]
+        fn one_bad_line_costs_one_cpu(
+            ticks in prop::collection::vec(prop::array::uniform8(any::<u64>()), 1..6),
+            bad in any::<prop::sample::Index>(),
+            junk in prop::collection::vec(any::<u8>(), 0..60),
+        ) {
+            prop_assume!(!junk.starts_with(b"cpu"));
+            let mut file: Vec<Vec<u8>> = ticks
+                .iter()
+                .enumerate()
+                .map(|(i, t)| format!("cpu{i} {} 0 0\n", t.map(|v| v.to_string()).join(" ")).into_bytes())
+                .collect();
+            let at = bad.index(file.len());
+            file[at] = junk.iter().map(|&b| if b == b'\n' { b' ' } else { b }).collect();
+            file[at].push(b'\n');
+            let text = String::from_utf8_lossy(&file.concat()).into_owned();
+            let mut out = MetricSink::new();
+            let lines = parse_stat(&text, &mut out);
+            for (i, t) in ticks.iter().enumerate().filter(|(i, _)| *i != at) {
+                let line = lines.iter().find(|l| l.cpu == i.to_string()).unwrap();
+                prop_assert_eq!(&line.ticks, t);
+            }
+            prop_assert!(lines.len() >= ticks.len() - 1);
+            prop_assert!(out.parse_errors() <= 1);
+        }
+    }
 }

@@ -463,6 +463,7 @@ mod tests {
     use super::*;
     use herakles_core::testing::{collect_with, Collected};
     use herakles_core::Paths;
+    use proptest::prelude::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn fixture(name: &str) -> Paths {
@@ -896,5 +897,55 @@ mod tests {
         let config: FilesystemConfig = serde_norway::from_value(section).unwrap();
         let ctx = BuildContext::new(Paths::default(), Arc::new(()));
         Filesystem::build(config, &ctx).unwrap();
+    }
+
+    /// Escape a mount point as the kernel does in mountinfo.
+    fn escape(path: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for &b in path {
+            if matches!(b, b' ' | b'\t' | b'\n' | b'\\') {
+                out.extend_from_slice(format!("\\{b:03o}").as_bytes());
+            } else {
+                out.push(b);
+            }
+        }
+        out
+    }
+
+    proptest! {
+        /// Any bytes: no panic, never more mounts than lines.
+        #[test]
+        fn mountinfo_parser_takes_anything(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+            let mut out = MetricSink::new();
+            let mounts = parse_mountinfo(&bytes, &mut out);
+            let lines = bytes.split(|&b| b == b'\n').count();
+            prop_assert!(mounts.len() + out.parse_errors() as usize <= lines);
+        }
+
+        /// A mount point of any bytes (not UTF-8, spaces, backslashes,
+        /// newlines) comes back exactly as statfs needs it.
+        #[test]
+        fn mount_points_round_trip(
+            path in prop::collection::vec(any::<u8>(), 1..40),
+            optional in prop::collection::vec("[a-z]{1,8}:[0-9]{1,3}", 0..3),
+            ro in any::<bool>(),
+        ) {
+            let mut line = b"36 35 98:0 / /".to_vec();
+            line.extend(escape(&path));
+            line.extend_from_slice(if ro { b" ro,noatime" } else { b" rw,noatime" });
+            for o in &optional {
+                line.push(b' ');
+                line.extend_from_slice(o.as_bytes());
+            }
+            line.extend_from_slice(b" - ext4 /dev/sda1 rw\n");
+            let mut out = MetricSink::new();
+            let mounts = parse_mountinfo(&line, &mut out);
+            prop_assert_eq!(out.parse_errors(), 0);
+            let mut want = b"/".to_vec();
+            want.extend(&path);
+            prop_assert_eq!(&mounts[0].mount_point, &want);
+            prop_assert_eq!(mounts[0].readonly, ro);
+            prop_assert_eq!(mounts[0].fstype.as_str(), "ext4");
+        }
     }
 }

@@ -138,6 +138,7 @@ mod tests {
     use super::*;
     use crate::collectors::fixture;
     use herakles_core::{testing::collect_once, Paths};
+    use proptest::prelude::*;
 
     #[test]
     fn exact_values_from_fixture() {
@@ -197,5 +198,22 @@ mod tests {
         );
         let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
         assert!(c.text.contains(&format!("release=\"{}\"", release.trim())));
+    }
+
+    proptest! {
+        /// The `key value` lines of /proc/stat (btime, ctxt, processes)
+        /// are found among any other lines, damaged ones included.
+        #[test]
+        fn stat_fields_among_anything(
+            noise in prop::collection::vec(any::<u8>(), 0..300),
+            btime in any::<u32>(),
+        ) {
+            let noise: Vec<u8> = noise.into_iter().filter(|&b| b != b'b').collect();
+            let mut file = noise.clone();
+            file.extend_from_slice(format!("\nbtime {btime}\n").as_bytes());
+            file.extend_from_slice(&noise);
+            let text = String::from_utf8_lossy(&file);
+            prop_assert_eq!(stat_field(&text, "btime"), Some(f64::from(btime)));
+        }
     }
 }

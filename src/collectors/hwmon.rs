@@ -361,13 +361,17 @@ pub(crate) fn read_value(path: &Path, out: &mut MetricSink) -> Option<f64> {
         }
         Err(_) => return None,
     }
-    let value = std::str::from_utf8(&bytes)
-        .ok()
-        .and_then(|s| s.trim().parse::<i64>().ok());
+    let value = parse_value(&bytes);
     if value.is_none() {
         out.parse_error();
     }
-    value.map(|v| v as f64)
+    value
+}
+
+/// An attribute's integer, surrounded by whitespace at most.
+fn parse_value(bytes: &[u8]) -> Option<f64> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    text.trim().parse::<i64>().ok().map(|v| v as f64)
 }
 
 impl BuildCollector for Hwmon {
@@ -391,6 +395,7 @@ inventory::submit! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     // In the `hwmon` fixture the chip directories sit under `class/hwmon`
     // and link to their devices, rather than sitting under the devices as in
     // real sysfs: the real layout is a symlink loop, which tools walking the
@@ -626,5 +631,27 @@ mod tests {
         assert!(config.cpu_temp_chips.iter().any(|c| c == "soc_thermal"));
         let ctx = BuildContext::new(Paths::default(), Arc::new(()));
         assert!(Hwmon::build(config.clone(), &ctx).is_ok());
+    }
+
+    proptest! {
+        /// A sensor value is an integer with whitespace around it, or
+        /// nothing; file names of any shape parse or not, without panic.
+        #[test]
+        fn values_and_names_take_anything(bytes in prop::collection::vec(any::<u8>(), 0..40), name in ".{0,30}") {
+            let got = parse_value(&bytes);
+            let want = std::str::from_utf8(&bytes).ok().and_then(|s| s.trim().parse::<i64>().ok());
+            prop_assert_eq!(got, want.map(|v| v as f64));
+            if let Some((kind, _, attribute)) = parse_file_name(&name) {
+                prop_assert!(name.starts_with(kind.prefix()));
+                let suffix = format!("_{attribute}");
+                prop_assert!(name.ends_with(&suffix));
+            }
+        }
+
+        #[test]
+        fn values_round_trip(v in any::<i64>(), pad in "[ \t\n]{0,3}") {
+            let text = format!("{pad}{v}{pad}");
+            prop_assert_eq!(parse_value(text.as_bytes()), Some(v as f64));
+        }
     }
 }

@@ -561,6 +561,7 @@ mod tests {
     use crate::collectors::fixture;
     use herakles_core::testing::{collect_once, Collected};
     use herakles_core::Paths;
+    use proptest::prelude::*;
     use std::io::{Read as _, Write as _};
     use std::net::{SocketAddr, TcpListener, TcpStream};
     use std::sync::Arc;
@@ -980,5 +981,36 @@ mod tests {
         }
         let config: TcpConfig = serde_norway::from_value(section).unwrap();
         assert_eq!(config.source, Source::Auto);
+    }
+
+    proptest! {
+        /// Any bytes: no panic, and each line is one socket or one parse
+        /// error at most.
+        #[test]
+        fn table_parser_takes_anything(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+            let mut counts = Counts::default();
+            let mut out = MetricSink::new();
+            count_proc_net_tcp(&bytes, &mut counts, &mut out);
+            let sockets: u64 = counts.by_state.iter().sum::<u64>() + counts.unknown;
+            let lines = bytes.split(|&b| b == b'\n').count() as u64;
+            prop_assert!(sockets + out.parse_errors() <= lines);
+        }
+
+        /// Every state of a well-formed table is counted exactly.
+        #[test]
+        fn states_are_counted_exactly(states in prop::collection::vec(1u8..12, 0..50)) {
+            let mut text = b"  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n".to_vec();
+            for (i, st) in states.iter().enumerate() {
+                writeln!(text, "{i:4}: 0100007F:1F90 00000000:0000 {st:02X} 00000000:00000000 00:00000000 00000000     0        0 1 1").unwrap();
+            }
+            let mut counts = Counts::default();
+            let mut out = MetricSink::new();
+            count_proc_net_tcp(&text, &mut counts, &mut out);
+            prop_assert_eq!(out.parse_errors(), 0);
+            for s in 1u8..12 {
+                let n = states.iter().filter(|x| **x == s).count() as u64;
+                prop_assert_eq!(counts.by_state[usize::from(s)], n);
+            }
+        }
     }
 }

@@ -52,7 +52,7 @@ impl Stuck {
     }
 
     /// Reads blocked right now.
-    pub fn len(&self) -> usize {
+    pub fn blocked(&self) -> usize {
         self.lock().len()
     }
 
@@ -174,6 +174,10 @@ enum Msg<R> {
     Exit,
 }
 
+/// A job: read one process, with a worker's scratch state, reporting
+/// progress through the [`Task`].
+pub type Job<S, R> = Arc<dyn Fn(Ident, &mut S, &Task) -> R + Send + Sync>;
+
 /// The part of a run every worker thread holds.
 struct Shared<S, R> {
     items: Arc<[Ident]>,
@@ -182,7 +186,7 @@ struct Shared<S, R> {
     stop_at: Option<Instant>,
     stuck: Stuck,
     state: Arc<dyn Fn() -> S + Send + Sync>,
-    job: Arc<dyn Fn(Ident, &mut S, &Task) -> R + Send + Sync>,
+    job: Job<S, R>,
     late: Arc<dyn Fn(Ident, R) + Send + Sync>,
 }
 
@@ -284,7 +288,7 @@ pub fn run<S, R>(
     limits: Limits,
     stuck: &Stuck,
     state: Arc<dyn Fn() -> S + Send + Sync>,
-    job: Arc<dyn Fn(Ident, &mut S, &Task) -> R + Send + Sync>,
+    job: Job<S, R>,
     late: Arc<dyn Fn(Ident, R) + Send + Sync>,
 ) -> Outcome<R>
 where

@@ -367,7 +367,7 @@ impl ProcessTable {
             groups,
             errors: st.errors,
             timeouts: st.timeouts,
-            blocked: self.stuck.len(),
+            blocked: self.stuck.blocked(),
             scan_seconds,
             smaps: refreshed,
         }
@@ -680,7 +680,7 @@ mod tests {
     /// Wait, without asserting on time, for the blocked reads to return.
     fn until_unblocked(t: &ProcessTable) {
         for _ in 0..1000 {
-            if t.stuck.len() == 0 {
+            if t.stuck.blocked() == 0 {
                 return;
             }
             std::thread::sleep(Duration::from_millis(10));
