@@ -250,18 +250,31 @@ impl<S: 'static, R: Send + 'static> Shared<S, R> {
                 epoch: self.epoch,
                 state: std::cell::Cell::new(state),
             };
-            let result = (self.job)(ident, &mut scratch, &task);
+            // A panicking job (a parser bug) costs its item, not the
+            // worker: a dead worker would look blocked forever.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                (self.job)(ident, &mut scratch, &task)
+            }));
             let finished = slot
                 .state
                 .compare_exchange(task.state.get(), IDLE, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok();
+            let result = match result {
+                Ok(r) => Some(r),
+                Err(_) => {
+                    tracing::error!(pid = ident.0, "reading a process panicked; skipped");
+                    None
+                }
+            };
             if !finished {
                 // Given up on while blocked: the read has returned now.
                 let start = slot.starttime.load(Ordering::Acquire);
                 let ident = (ident.0, (start != UNKNOWN_START).then_some(start));
                 // The result first: a scan that no longer skips the process
                 // must find it.
-                (self.late)(ident, result);
+                if let Some(result) = result {
+                    (self.late)(ident, result);
+                }
                 let mut registry = self.stuck.lock();
                 if let Some(i) = registry.iter().position(|(id, _)| *id == ident) {
                     registry.swap_remove(i);
@@ -270,8 +283,10 @@ impl<S: 'static, R: Send + 'static> Shared<S, R> {
                 tracing::info!(pid = ident.0, "blocked /proc read returned");
                 return;
             }
-            if tx.send(Msg::Done(ident, result)).is_err() {
-                return;
+            if let Some(result) = result {
+                if tx.send(Msg::Done(ident, result)).is_err() {
+                    return;
+                }
             }
         }
         let _ = tx.send(Msg::Exit);
@@ -320,7 +335,7 @@ where
     let mut slots: Vec<Arc<Slot>> = (0..limits.workers.clamp(1, n))
         .filter_map(|_| shared.spawn(&tx))
         .collect();
-    let deadline_ms = limits.deadline.as_millis() as u64;
+    let deadline_ms = (limits.deadline.as_millis() as u64).max(1);
     let tick = (limits.deadline / 4).clamp(Duration::from_millis(1), Duration::from_millis(250));
     let mut next_check = Instant::now() + tick;
     // Workers that will still send `Exit`.
@@ -392,4 +407,91 @@ where
     }
     out.unstarted = n - shared.next.swap(n, Ordering::AcqRel).min(n);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Condvar;
+
+    fn items(n: u32) -> Arc<[Ident]> {
+        (0..n).map(|pid| (pid, None)).collect::<Vec<_>>().into()
+    }
+
+    fn limits(workers: usize, deadline_ms: u64) -> Limits {
+        Limits {
+            workers,
+            deadline: Duration::from_millis(deadline_ms),
+            stop_at: None,
+        }
+    }
+
+    #[test]
+    fn a_panicking_job_costs_its_item() {
+        let stuck = Stuck::default();
+        let out = run(
+            items(10),
+            limits(2, 60_000),
+            &stuck,
+            Arc::new(|| ()),
+            Arc::new(|(pid, _), _: &mut (), _: &Task| {
+                assert_ne!(pid, 3, "deliberate test panic");
+                pid
+            }),
+            Arc::new(|_, _| {}),
+        );
+        let mut got: Vec<u32> = out.results.iter().map(|(_, r)| *r).collect();
+        got.sort();
+        assert_eq!(got, [0, 1, 2, 4, 5, 6, 7, 8, 9]);
+        assert!(out.abandoned.is_empty());
+        assert_eq!(stuck.blocked(), 0);
+    }
+
+    #[test]
+    fn a_blocked_item_is_given_up_replaced_and_delivered_late() {
+        let stuck = Stuck::default();
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let late = Arc::new(Mutex::new(Vec::new()));
+        let (g, l) = (gate.clone(), late.clone());
+        // One worker: the scan only finishes if the stuck one is replaced.
+        let out = run(
+            items(6),
+            limits(1, 20),
+            &stuck,
+            Arc::new(|| ()),
+            Arc::new(move |(pid, _), _: &mut (), task: &Task| {
+                assert!(task.reading(FileKind::Cmdline));
+                if pid == 2 {
+                    task.identify(77);
+                    let (open, cv) = &*g;
+                    let mut open = open.lock().unwrap();
+                    while !*open {
+                        open = cv.wait(open).unwrap();
+                    }
+                }
+                pid
+            }),
+            Arc::new(move |ident, r| l.lock().unwrap().push((ident, r))),
+        );
+        let mut got: Vec<u32> = out.results.iter().map(|(_, r)| *r).collect();
+        got.sort();
+        assert_eq!(got, [0, 1, 3, 4, 5]);
+        assert_eq!(out.abandoned, [((2, Some(77)), FileKind::Cmdline)]);
+        assert_eq!(out.unstarted, 0);
+        assert_eq!(stuck.blocked(), 1);
+        let skip = stuck.skip_set();
+        assert!(skip.contains(2, Some(77)));
+        assert!(!skip.contains(2, Some(78)), "a reused pid is not skipped");
+
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        for _ in 0..1000 {
+            if stuck.blocked() == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(stuck.blocked(), 0);
+        assert_eq!(*late.lock().unwrap(), [((2, Some(77)), 2)]);
+    }
 }
