@@ -246,43 +246,28 @@ mod tests {
         fs::create_dir_all(dir.path().join("1")).unwrap();
         fs::write(dir.path().join("1/smaps_rollup"), ROLLUP).unwrap();
         let mut cache = SmapsCache::default();
+        let stuck = Stuck::default();
         let keys = [(1, 10)];
         let alive = |_: &Key| true;
-        let r = cache.refresh(
-            dir.path(),
+        let refresh = |cache: &mut SmapsCache, keys: &[Key], alive: &dyn Fn(&Key) -> bool, l| {
+            cache.refresh(dir.path(), keys, alive, l, &stuck)
+        };
+        let r = refresh(
+            &mut cache,
             &keys,
             &alive,
             limits(Duration::ZERO, Duration::ZERO),
-            &Stuck::default(),
         );
         assert_eq!((r.read, r.deferred), (0, 1));
         let big = Duration::from_secs(60);
-        let r = cache.refresh(
-            dir.path(),
-            &keys,
-            &alive,
-            limits(big, big),
-            &Stuck::default(),
-        );
+        let r = refresh(&mut cache, &keys, &alive, limits(big, big));
         assert_eq!(r.read, 1);
         // Fresh: not read again.
-        let r = cache.refresh(
-            dir.path(),
-            &keys,
-            &alive,
-            limits(big, big),
-            &Stuck::default(),
-        );
+        let r = refresh(&mut cache, &keys, &alive, limits(big, big));
         assert_eq!((r.read, r.deferred), (0, 0));
         assert!(cache.get(&(1, 10), Instant::now()).is_some());
         // A process that is gone is forgotten.
-        cache.refresh(
-            dir.path(),
-            &[],
-            &|_| false,
-            limits(big, big),
-            &Stuck::default(),
-        );
+        refresh(&mut cache, &[], &|_| false, limits(big, big));
         assert!(cache.get(&(1, 10), Instant::now()).is_none());
     }
 }
