@@ -60,8 +60,15 @@ start() {
   exit 1
 }
 
+# SIGTERM, then SIGKILL after 10 s: a build without read deadlines may
+# never finish its blocked scan.
 stop() {
   kill "$exporter" 2>/dev/null || true
+  for _ in $(seq 100); do
+    kill -0 "$exporter" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -9 "$exporter" 2>/dev/null || true
   wait "$exporter" 2>/dev/null || true
   exporter=""
 }
