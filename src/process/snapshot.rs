@@ -192,7 +192,14 @@ pub fn scan(
         stuck,
         Arc::new(move || Vec::with_capacity(buffer_bytes)),
         Arc::new(move |(pid, _), buf: &mut Vec<u8>, task: &Task| {
-            read_process(&root, pid, host, buf, &skip, task)
+            let read = read_process(&root, pid, host, buf, &skip, task);
+            // A long command line grows the buffer; a thread that blocks
+            // later would hold on to it.
+            if buf.capacity() > buffer_bytes {
+                buf.clear();
+                buf.shrink_to(buffer_bytes);
+            }
+            read
         }),
         Arc::new(|_, _| {}),
     );
