@@ -21,7 +21,9 @@
 //! one per scrape, and its series are all it loses.
 //!
 //! The normal path pays for this with one atomic compare-and-swap per file
-//! and one channel send per process, next to three reads and a readlink.
+//! and one uncontended lock per process (each worker keeps its results in a
+//! list of its own), next to three reads and a readlink; the scanning
+//! thread sleeps until a worker ends or a deadline check is due.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -159,7 +161,7 @@ pub struct Limits {
 
 /// What one [`run`] did.
 pub struct Outcome<R> {
-    /// Results, in arrival order.
+    /// Results, in no particular order.
     pub results: Vec<(Ident, R)>,
     /// Items given up on, with the file each was blocked in.
     pub abandoned: Vec<(Ident, FileKind)>,
@@ -168,11 +170,16 @@ pub struct Outcome<R> {
     pub unstarted: usize,
 }
 
-enum Msg<R> {
-    Done(Ident, R),
-    /// A worker ran out of items (or of time) and ended.
-    Exit,
+/// A worker as the scanning thread sees it.
+struct Worker<R> {
+    slot: Arc<Slot>,
+    /// What it finished, collected when the run ends: sending each result
+    /// would wake the scanning thread once per process.
+    done: Arc<Mutex<Vec<(Ident, R)>>>,
 }
+
+/// Sent by a worker that ran out of items (or of time) and ended.
+struct Exit;
 
 /// A job: read one process, with a worker's scratch state, reporting
 /// progress through the [`Task`].
@@ -205,12 +212,15 @@ impl<S: 'static, R: Send + 'static> Shared<S, R> {
     }
 
     /// Start a worker; `None` if the system refused a thread.
-    fn spawn(&self, tx: &mpsc::Sender<Msg<R>>) -> Option<Arc<Slot>> {
-        let slot = Arc::new(Slot {
-            state: AtomicU64::new(IDLE),
-            starttime: AtomicU64::new(UNKNOWN_START),
-        });
-        let mine = slot.clone();
+    fn spawn(&self, tx: &mpsc::Sender<Exit>) -> Option<Worker<R>> {
+        let worker = Worker {
+            slot: Arc::new(Slot {
+                state: AtomicU64::new(IDLE),
+                starttime: AtomicU64::new(UNKNOWN_START),
+            }),
+            done: Arc::default(),
+        };
+        let (slot, done) = (worker.slot.clone(), worker.done.clone());
         let shared = self.clone();
         let tx = tx.clone();
         let spawned = std::thread::Builder::new()
@@ -218,9 +228,15 @@ impl<S: 'static, R: Send + 'static> Shared<S, R> {
             // Parsing needs little stack, and an abandoned thread keeps its
             // stack for as long as its read blocks.
             .stack_size(256 * 1024)
-            .spawn(move || shared.work(&mine, &tx));
+            .spawn(move || {
+                shared.work(&slot, &done);
+                // Not sent by a worker given up on: it was counted then.
+                if slot.state.load(Ordering::Acquire) != ABANDONED {
+                    let _ = tx.send(Exit);
+                }
+            });
         match spawned {
-            Ok(_) => Some(slot),
+            Ok(_) => Some(worker),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot start a /proc reader thread");
                 None
@@ -228,7 +244,7 @@ impl<S: 'static, R: Send + 'static> Shared<S, R> {
         }
     }
 
-    fn work(&self, slot: &Slot, tx: &mpsc::Sender<Msg<R>>) {
+    fn work(&self, slot: &Slot, done: &Mutex<Vec<(Ident, R)>>) {
         let mut scratch = (self.state)();
         loop {
             if self.stop_at.is_some_and(|t| Instant::now() >= t) {
@@ -284,12 +300,10 @@ impl<S: 'static, R: Send + 'static> Shared<S, R> {
                 return;
             }
             if let Some(result) = result {
-                if tx.send(Msg::Done(ident, result)).is_err() {
-                    return;
-                }
+                let mut done = done.lock().unwrap_or_else(|e| e.into_inner());
+                done.push((ident, result));
             }
         }
-        let _ = tx.send(Msg::Exit);
     }
 }
 
@@ -331,28 +345,34 @@ where
         late,
     };
     // Kept here (not only in the workers) to hand to replacements.
-    let (tx, rx) = mpsc::channel::<Msg<R>>();
-    let mut slots: Vec<Arc<Slot>> = (0..limits.workers.clamp(1, n))
+    let (tx, rx) = mpsc::channel::<Exit>();
+    let mut workers: Vec<Worker<R>> = (0..limits.workers.clamp(1, n))
         .filter_map(|_| shared.spawn(&tx))
         .collect();
+    // Given up on, with the results they finished before.
+    let mut gone: Vec<Worker<R>> = Vec::new();
     let deadline_ms = (limits.deadline.as_millis() as u64).max(1);
     let tick = (limits.deadline / 4).clamp(Duration::from_millis(1), Duration::from_millis(250));
     let mut next_check = Instant::now() + tick;
     // Workers that will still send `Exit`.
-    let mut live = slots.len();
+    let mut live = workers.len();
     while live > 0 {
         let now = Instant::now();
         if now >= next_check {
             next_check = now + tick;
             let elapsed_ms = epoch.elapsed().as_millis() as u64;
             let mut replace = 0;
-            slots.retain(|slot| {
+            let mut i = 0;
+            while i < workers.len() {
+                let slot = &workers[i].slot;
                 let state = slot.state.load(Ordering::Acquire);
                 let Some((index, file, since)) = Slot::unpack(state) else {
-                    return true;
+                    i += 1;
+                    continue;
                 };
                 if elapsed_ms.saturating_sub(since) < deadline_ms {
-                    return true;
+                    i += 1;
+                    continue;
                 }
                 // The registry lock is taken before the swap and held until
                 // the entry is in, so a worker whose read returns right
@@ -363,7 +383,8 @@ where
                     .compare_exchange(state, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
                     .is_err()
                 {
-                    return true; // it just finished that read
+                    i += 1;
+                    continue; // it just finished that read
                 }
                 let start = slot.starttime.load(Ordering::Acquire);
                 let ident = (
@@ -385,27 +406,30 @@ where
                 if blocked < MAX_BLOCKED {
                     replace += 1;
                 }
-                false
-            });
+                gone.push(workers.swap_remove(i));
+            }
             for _ in 0..replace {
                 if shared.next.load(Ordering::Acquire) >= n {
                     break;
                 }
-                if let Some(slot) = shared.spawn(&tx) {
-                    slots.push(slot);
+                if let Some(worker) = shared.spawn(&tx) {
+                    workers.push(worker);
                     live += 1;
                 }
             }
         }
         match rx.recv_timeout(next_check.saturating_duration_since(Instant::now())) {
-            Ok(Msg::Done(ident, r)) => out.results.push((ident, r)),
-            Ok(Msg::Exit) => live -= 1,
+            Ok(Exit) => live -= 1,
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             // Cannot happen while `tx` is alive here.
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
     out.unstarted = n - shared.next.swap(n, Ordering::AcqRel).min(n);
+    for w in workers.iter().chain(&gone) {
+        let mut done = w.done.lock().unwrap_or_else(|e| e.into_inner());
+        out.results.append(&mut done);
+    }
     out
 }
 

@@ -218,6 +218,8 @@ pub fn scan(
     for (_, kind) in run.abandoned {
         out.timeouts.add(kind);
     }
+    // In pid order, as the series come out, whichever thread read what.
+    out.processes.sort_unstable_by_key(|p| p.pid);
     out
 }
 
