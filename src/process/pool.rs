@@ -176,6 +176,10 @@ struct Worker<R> {
     /// What it finished, collected when the run ends: sending each result
     /// would wake the scanning thread once per process.
     done: Arc<Mutex<Vec<(Ident, R)>>>,
+    /// Joined when the run ends, so that a scan leaves no thread behind
+    /// but the blocked ones (and the next scan's threads reuse the
+    /// allocator arenas of these); a worker given up on is let go.
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Sent by a worker that ran out of items (or of time) and ended.
@@ -213,12 +217,13 @@ impl<S: 'static, R: Send + 'static> Shared<S, R> {
 
     /// Start a worker; `None` if the system refused a thread.
     fn spawn(&self, tx: &mpsc::Sender<Exit>) -> Option<Worker<R>> {
-        let worker = Worker {
+        let mut worker = Worker {
             slot: Arc::new(Slot {
                 state: AtomicU64::new(IDLE),
                 starttime: AtomicU64::new(UNKNOWN_START),
             }),
             done: Arc::default(),
+            thread: None,
         };
         let (slot, done) = (worker.slot.clone(), worker.done.clone());
         let shared = self.clone();
@@ -236,7 +241,10 @@ impl<S: 'static, R: Send + 'static> Shared<S, R> {
                 }
             });
         match spawned {
-            Ok(_) => Some(worker),
+            Ok(thread) => {
+                worker.thread = Some(thread);
+                Some(worker)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot start a /proc reader thread");
                 None
@@ -426,6 +434,12 @@ where
         }
     }
     out.unstarted = n - shared.next.swap(n, Ordering::AcqRel).min(n);
+    for w in &mut workers {
+        // Every one of these has sent `Exit`: it is returning.
+        if let Some(thread) = w.thread.take() {
+            let _ = thread.join();
+        }
+    }
     for w in workers.iter().chain(&gone) {
         let mut done = w.done.lock().unwrap_or_else(|e| e.into_inner());
         out.results.append(&mut done);
