@@ -1,12 +1,12 @@
 //! Reading many processes' files on a few threads, when any one read may
 //! never return.
 //!
-//! A read of `/proc/<pid>/cmdline` (or `environ`, `smaps_rollup`, `exe`...)
-//! takes the target's mmap lock; if that process is stuck holding it (a page
-//! fault on a dead NFS server, a hung FUSE daemon), the read blocks, without
-//! a timeout and uninterruptibly, until the lock is released. A scan that
-//! waits for it waits forever, and every collector built on the process
-//! table goes down with it.
+//! A read of `/proc/<pid>/cmdline` (or `environ`, `smaps_rollup`...) takes
+//! the target's mmap lock; if that process is stuck holding it (a page
+//! fault on a dead NFS server, a hung FUSE daemon), the read blocks until
+//! the lock is released, with no timeout, and only a fatal signal to the
+//! exporter would end it. A scan that waits for it waits forever, and every
+//! collector built on the process table goes down with it.
 //!
 //! So the work runs on `workers` threads of our own (not scoped: a scan must
 //! be able to return while one of them is still blocked) that take items
