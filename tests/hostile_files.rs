@@ -255,8 +255,15 @@ fn a_blocked_cmdline_costs_one_process_and_nothing_else() {
 #[test]
 fn huge_and_endless_files_cost_only_themselves() {
     let tree = Tree::new();
+    // RSS ranks the smaps candidates (smaps_mode top, three host-wide):
+    // 103, whose smaps_rollup is the sparse one, and 100 are among them.
+    let pages = |pid: u32| match pid {
+        100 => 50,
+        103 => 60,
+        _ => 10,
+    };
     for pid in [100, 101, 102, 103] {
-        tree.process(pid, "postgres", 10);
+        tree.process(pid, "postgres", pages(pid));
     }
     tree.sparse("proc/101/cmdline", 3 * GIB);
     tree.link("proc/102/io", "/dev/zero");
@@ -299,7 +306,9 @@ fn huge_and_endless_files_cost_only_themselves() {
     ];
     let off = only(&collectors);
     args.extend(off.iter().map(String::as_str));
-    let mut cmd = Running::command(&args);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_herakles-node-exporter"));
+    cmd.args(["--no-config", "-p", "0", "--bind", "127.0.0.1"])
+        .args(&args);
     // SAFETY: setrlimit is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
@@ -336,7 +345,8 @@ fn huge_and_endless_files_cost_only_themselves() {
     assert_eq!(read_errors("smaps"), Some(1.0));
     assert_eq!(read_errors("stat"), Some(0.0));
     for pid in [100, 101, 102, 103] {
-        assert_eq!(rss_of(&s, pid), Some(10.0 * page_size()), "pid {pid}");
+        let rss = pages(pid) as f64 * page_size();
+        assert_eq!(rss_of(&s, pid), Some(rss), "pid {pid}");
     }
     let pss = |pid: &str| common::value(&s, "herakles_mem_process_pss_bytes", &[("pid", pid)]);
     assert_eq!(pss("100"), Some(300.0 * 1024.0));

@@ -100,22 +100,19 @@ impl Running {
     }
 
     pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Running {
-        let mut cmd = Running::command(args);
-        cmd.envs(env.iter().copied());
-        Running::spawn(cmd)
-    }
-
-    /// The command [`Running::start`] runs, to adjust before [`Running::spawn`].
-    pub fn command(args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_herakles-node-exporter"));
         if !args.iter().any(|a| *a == "-c" || a.starts_with("--config")) {
             cmd.arg("--no-config");
         }
-        cmd.args(["-p", "0", "--bind", "127.0.0.1"]).args(args);
-        cmd
+        cmd.args(["-p", "0", "--bind", "127.0.0.1"])
+            .args(args)
+            .envs(env.iter().copied());
+        Running::spawn(cmd)
     }
 
-    /// Start `cmd` (from [`Running::command`]) and wait until it listens.
+    /// Start `cmd`, an exporter (possibly behind a wrapper such as setpriv
+    /// or chroot that execs it) told to listen on port 0, and wait until it
+    /// logs its address.
     pub fn spawn(mut cmd: Command) -> Running {
         cmd.stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start exporter");
