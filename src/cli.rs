@@ -724,6 +724,7 @@ fn subgroups(
 
 fn run_daemon(config: Config, ctx: &BuildContext, classifier: &Classifier) -> i32 {
     crate::logging::init(config.log_level, config.log_format);
+    crate::listener::raise_fd_limit();
     if config.enable_tls {
         tracing::error!("TLS is not supported by this build; terminate TLS in a proxy");
         return 2;

@@ -24,6 +24,7 @@ pub mod config;
 pub mod ebpf;
 pub mod health;
 pub mod http;
+pub mod listener;
 pub mod logging;
 pub mod process;
 pub mod scrape;
