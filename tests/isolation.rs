@@ -89,35 +89,22 @@ impl Drop for ReleaseHung {
     }
 }
 
-struct HungA;
-impl Collector for HungA {
+/// Hangs until the test ends; two of them (`ID` 0 and 1) are registered.
+struct Hung<const ID: u8>;
+impl<const ID: u8> Collector for Hung<ID> {
     fn collect(&self, _: &ScrapeContext, _: &mut MetricSink) -> Result<()> {
         hang();
         Ok(())
     }
 }
-impl BuildCollector for HungA {
+impl<const ID: u8> BuildCollector for Hung<ID> {
     type Config = NoConfig;
     fn build(_: NoConfig, _: &BuildContext) -> Result<Self> {
-        Ok(HungA)
+        Ok(Hung)
     }
 }
-inventory::submit! { Registration::new::<HungA>("test_hung_a", "hangs until the test ends", false, "tests") }
-
-struct HungB;
-impl Collector for HungB {
-    fn collect(&self, _: &ScrapeContext, _: &mut MetricSink) -> Result<()> {
-        hang();
-        Ok(())
-    }
-}
-impl BuildCollector for HungB {
-    type Config = NoConfig;
-    fn build(_: NoConfig, _: &BuildContext) -> Result<Self> {
-        Ok(HungB)
-    }
-}
-inventory::submit! { Registration::new::<HungB>("test_hung_b", "hangs until the test ends", false, "tests") }
+inventory::submit! { Registration::new::<Hung<0>>("test_hung_a", "hangs until the test ends", false, "tests") }
+inventory::submit! { Registration::new::<Hung<1>>("test_hung_b", "hangs until the test ends", false, "tests") }
 
 /// Sorts after the hung collectors, so it queues behind them for a worker.
 struct Steady;

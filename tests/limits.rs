@@ -52,13 +52,18 @@ impl Client {
     }
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+/// The first number after `key` in `/proc/<pid>/<file>`.
+fn proc_figure(pid: u32, file: &str, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
         .unwrap()
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    proc_figure(pid, "status", "VmRSS:")
 }
 
 /// `count` distinct `collect[]` selections of `names`, fewest collectors
@@ -209,12 +214,7 @@ fn idle_connections_do_not_lock_out_scrapes(hard: u32) -> Running {
 }
 
 fn soft_fd_limit(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/limits"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("Max open files"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap()
+    proc_figure(pid, "limits", "Max open files")
 }
 
 #[test]
