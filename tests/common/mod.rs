@@ -143,10 +143,13 @@ impl Running {
         let mut lines = BufReader::new(stderr).lines();
         let log = Arc::new(Mutex::new(Vec::new()));
         let addr = loop {
-            let line = lines
-                .next()
-                .expect("exporter exited before listening")
-                .unwrap();
+            let Some(Ok(line)) = lines.next() else {
+                let status = child.wait().unwrap();
+                panic!(
+                    "exporter exited ({status}) before listening:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
+            };
             log.lock().unwrap().push(line.clone());
             if let Some(rest) = line.split("listening on http://").nth(1) {
                 let a = rest.split_whitespace().next().unwrap();
