@@ -587,42 +587,49 @@ fn histograms(family: &ParsedFamily) -> std::result::Result<Vec<Histogram>, Stri
             Err(format!("{}: count {v} is not a whole number", family.name))
         }
     };
-    let mut series: Vec<(Labels, Vec<(f64, u64)>, Option<f64>, Option<u64>)> = Vec::new();
+    /// A series as its samples arrive; the sum may come before the buckets.
+    #[derive(Default)]
+    struct Partial {
+        buckets: Vec<(f64, u64)>,
+        sum: Option<f64>,
+        count: Option<u64>,
+    }
+    let mut series: Vec<(Labels, Partial)> = Vec::new();
     for (suffix, labels, value) in &family.samples {
         let mut labels = labels.clone();
         let le = labels
             .iter()
             .position(|(k, _)| k == "le")
             .map(|i| labels.remove(i).1);
-        let idx = match series.iter().position(|s| s.0 == labels) {
+        let idx = match series.iter().position(|(l, _)| *l == labels) {
             Some(i) => i,
             None => {
-                series.push((labels, Vec::new(), None, None));
+                series.push((labels, Partial::default()));
                 series.len() - 1
             }
         };
-        let entry = &mut series[idx];
+        let entry = &mut series[idx].1;
         match (*suffix, le) {
             ("_bucket", Some(le)) => {
                 let bound: f64 = le
                     .parse()
                     .map_err(|_| format!("{}: invalid le {le:?}", family.name))?;
-                entry.1.push((bound, whole(*value)?));
+                entry.buckets.push((bound, whole(*value)?));
             }
-            ("_sum", None) => entry.2 = Some(*value),
-            ("_count", None) => entry.3 = Some(whole(*value)?),
+            ("_sum", None) => entry.sum = Some(*value),
+            ("_count", None) => entry.count = Some(whole(*value)?),
             _ => return Err(format!("{}: misplaced le label", family.name)),
         }
     }
     series
         .into_iter()
-        .map(|(labels, mut buckets, sum, count)| {
-            buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let inf = buckets.pop().filter(|b| b.0 == f64::INFINITY);
-            match (inf, sum, count) {
+        .map(|(labels, mut p)| {
+            p.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let inf = p.buckets.pop().filter(|b| b.0 == f64::INFINITY);
+            match (inf, p.sum, p.count) {
                 (Some((_, n)), Some(sum), Some(count)) if n == count => Ok(Histogram {
                     labels,
-                    buckets,
+                    buckets: p.buckets,
                     sum,
                     count,
                 }),
