@@ -47,8 +47,8 @@ use std::sync::{Arc, Mutex};
 use std::time::UNIX_EPOCH;
 
 use herakles_core::{
-    inventory, BuildCollector, BuildContext, Collector, Desc, MetricSink, MetricType, Registration,
-    Result, ScrapeContext,
+    inventory, valid_label_name, valid_metric_name, BuildCollector, BuildContext, Collector, Desc,
+    MetricSink, MetricType, Registration, Result, ScrapeContext,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -778,18 +778,6 @@ impl Merged {
             }
         }
     }
-}
-
-fn valid_metric_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-}
-
-fn valid_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]

@@ -51,7 +51,9 @@ pub mod testing;
 pub use collector::{BuildCollector, BuildContext, Collector, HealthSection, NoConfig};
 pub use context::{Paths, ScrapeContext};
 pub use error::{Error, Result};
-pub use metrics::{escape_label_value, Desc, Family, MetricSink, MetricType};
+pub use metrics::{
+    escape_label_value, valid_label_name, valid_metric_name, Desc, Family, MetricSink, MetricType,
+};
 pub use registry::{registrations, AnyConfig, Registration};
 
 /// Re-exported so collector crates register with the exact `inventory` version
