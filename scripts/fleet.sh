@@ -80,9 +80,10 @@ seconds() { # "15s", "1m", "2" -> seconds
 }
 step=$(seconds "$interval")
 
-# Host i gets the /30 at 10.(100 + 4i / 65536).(4i / 256 % 256).(4i % 256):
-# .1 in the root namespace, .2 in the host's.
-addr() { local k=$(( $1 * 4 )); echo "10.$(( 100 + k / 65536 )).$(( k / 256 % 256 )).$(( k % 256 + $2 ))"; }
+# Host i gets the i-th /30 of 198.18.0.0/15, the range set aside for
+# network benchmarks (RFC 2544), so it clashes with no real network: +1 in
+# the root namespace, +2 in the host's.
+addr() { local k=$(( $1 * 4 )); echo "198.$(( 18 + k / 65536 )).$(( k / 256 % 256 )).$(( k % 256 + $2 ))"; }
 
 started=$(date +%s.%N)
 targets=()

@@ -172,7 +172,7 @@ impl Textfile {
             }
         }
         for file in last.keys().filter(|f| !now.contains_key(*f)) {
-            tracing::info!(collector = "textfile", file, "textfile read again");
+            tracing::info!(collector = "textfile", file, "textfile problem gone");
         }
         *last = now;
     }
