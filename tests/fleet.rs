@@ -193,16 +193,6 @@ fn three_hosts_aggregate_per_host_and_fleet_wide() {
             .count();
         assert_eq!(monitoring, 3, "{host}");
     }
-    let processes: f64 = prom
-        .query_at(
-            r#"sum(herakles:fleet_proc_count_by_group:sum{job="herakles"})"#,
-            Some(at),
-        )
-        .first()
-        .map(value)
-        .unwrap();
-    assert!(processes >= 3.0 * 3.0, "{processes}");
-
     // Closing its input ends the script: figures, then cleanup.
     drop(child.stdin.take());
     let figures: Vec<String> = lines.map_while(Result::ok).collect();
