@@ -170,7 +170,7 @@ Max realtime timeout      unlimited            unlimited            us        \n
         // child's descriptor table.
         unsafe {
             cmd.pre_exec(|| {
-                if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
+                if libc::close_range(3, u32::MAX, 0) != 0 {
                     return Err(io::Error::last_os_error());
                 }
                 Ok(())
