@@ -4,12 +4,13 @@
 # exporter's RSS afterwards, its CPU time per scrape, and the binary size.
 #
 #   scripts/bench.sh [N] [extra exporter flags...]
+#   BIN=/path/to/other/build scripts/bench.sh ...   (A/B: no build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-1000}
 shift || true
-cargo build --release --quiet
-bin=target/release/herakles-node-exporter
+bin=${BIN:-target/release/herakles-node-exporter}
+[ -n "${BIN:-}" ] || cargo build --release --quiet
 log=$(mktemp)
 "$bin" --no-config -p 0 --bind 127.0.0.1 "$@" 2>"$log" &
 pid=$!

@@ -5,7 +5,12 @@
 
 use std::path::Path;
 
+use herakles_core::{read_bytes, read_text, READ_LIMIT};
+
 use crate::config::Config;
+use crate::process::parse::status_uid;
+use crate::process::smaps::ROLLUP_LIMIT;
+use crate::process::snapshot::CMDLINE_LIMIT;
 use crate::util::caps::{self, CAP_BPF, CAP_DAC_READ_SEARCH, CAP_PERFMON, CAP_SYS_PTRACE};
 
 struct Check {
@@ -101,6 +106,9 @@ fn ebpf_parts(config: &Config) -> (Vec<Check>, Vec<(String, String)>) {
     (checks, off)
 }
 
+/// The most read of `/proc/<pid>/status`: some fifty short lines.
+const STATUS_LIMIT: usize = 64 << 10;
+
 fn proc_readable(procfs: &Path) -> Result<String, String> {
     let pids = std::fs::read_dir(procfs)
         .map_err(|e| format!("{}: {e}", procfs.display()))?
@@ -112,7 +120,7 @@ fn proc_readable(procfs: &Path) -> Result<String, String> {
                 .all(|b| b.is_ascii_digit())
         })
         .count();
-    std::fs::read_to_string(procfs.join("stat")).map_err(|e| format!("stat: {e}"))?;
+    read_text(procfs.join("stat"), READ_LIMIT).map_err(|e| e.to_string())?;
     Ok(format!("{pids} processes visible"))
 }
 
@@ -129,16 +137,24 @@ fn others_smaps_readable(procfs: &Path) -> Result<String, String> {
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| pid != me)
         .filter(|pid| {
-            std::fs::read(procfs.join(format!("{pid}/cmdline"))).is_ok_and(|c| !c.is_empty())
+            let mut cmdline = Vec::new();
+            read_bytes(
+                &procfs.join(format!("{pid}/cmdline")),
+                CMDLINE_LIMIT,
+                &mut cmdline,
+            )
+            .is_ok()
+                && !cmdline.is_empty()
         })
         .map(|pid| {
-            let uid = std::fs::read_to_string(procfs.join(format!("{pid}/status")))
-                .ok()
-                .and_then(|s| {
-                    s.lines()
-                        .find_map(|l| l.strip_prefix("Uid:"))
-                        .and_then(|l| l.split_whitespace().next()?.parse::<u32>().ok())
-                });
+            let mut status = Vec::new();
+            let uid = read_bytes(
+                &procfs.join(format!("{pid}/status")),
+                STATUS_LIMIT,
+                &mut status,
+            )
+            .ok()
+            .and_then(|()| status_uid(&status));
             (uid == Some(my_uid), pid)
         })
         .collect();
@@ -148,7 +164,7 @@ fn others_smaps_readable(procfs: &Path) -> Result<String, String> {
     let tries = if others > 0 { others.min(8) } else { 8 };
     for (same, pid) in candidates.iter().take(tries) {
         let path = procfs.join(format!("{pid}/smaps_rollup"));
-        match std::fs::read_to_string(&path) {
+        match read_text(&path, ROLLUP_LIMIT) {
             Ok(_) if !same => return Ok(format!("read {}", path.display())),
             Ok(_) => {
                 return Ok(format!(

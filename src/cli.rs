@@ -954,6 +954,7 @@ fn run_daemon(
     test_data: Option<crate::testdata::Source>,
 ) -> i32 {
     crate::logging::init(config.log_level, config.log_format);
+    crate::listener::raise_fd_limit();
     if config.enable_tls {
         tracing::error!("TLS is not supported by this build; terminate TLS in a proxy");
         return 2;

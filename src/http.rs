@@ -1,27 +1,35 @@
-//! The HTTP server: `/metrics`, `/health`, `/`, `/config`, `/subgroups`,
-//! `/doc`; anything else is 404.
+//! The routes: `/metrics`, `/health`, `/`, `/config`, `/subgroups`, `/doc`;
+//! any other path is 404. GET and HEAD are answered (HEAD without the body,
+//! as node_exporter does); another method on a known path is 405.
 //!
 //! Handlers only route and format. Collection happens in
 //! [`crate::scrape::Scraper`] on the blocking pool, so a slow `/proc` file
-//! never stalls the async threads that accept connections.
+//! never stalls the async threads that accept connections. Sockets,
+//! timeouts and connection bounds are the listener's ([`crate::listener`]);
+//! the routes see a request and nothing of the transport.
+//!
+//! Routing is a `match` on the path: six fixed paths with no parameters
+//! need no routing framework.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, StatusCode};
+use http_body_util::Full;
 use tokio::sync::Semaphore;
-use warp::http::{header, HeaderValue, StatusCode};
-use warp::reply::Response;
-use warp::Filter;
 
 use crate::config::{Config, Format};
 use crate::health::Health;
+use crate::listener::{Limits, Stats};
 use crate::scrape::Scraper;
 use crate::util::html_escape;
 
 /// The exposition format version we write.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A response with its whole body.
+pub type Response = http::Response<Full<Bytes>>;
 
 /// Renders the `/subgroups` page body; supplied by the classification layer.
 pub type SubgroupsPage = Arc<dyn Fn() -> String + Send + Sync>;
@@ -36,59 +44,74 @@ pub struct App {
     pub subgroups: Option<SubgroupsPage>,
 }
 
-/// Serve until `shutdown` resolves, then finish in-flight requests.
+/// Serve `app` on `listener` until `shutdown` resolves, then finish
+/// in-flight requests. The connection bound is sized from the descriptors
+/// left now, after the collectors opened theirs.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Arc<App>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    warp::serve(routes(app))
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
+    let limits = Limits::for_this_process();
+    tracing::debug!(
+        max_connections = limits.max_connections,
+        header_read_timeout = ?limits.header_read_timeout,
+        idle_timeout = ?limits.idle_timeout,
+        "HTTP connection limits"
+    );
+    let stats = Arc::new(Stats::default());
+    {
+        let stats = stats.clone();
+        app.scraper
+            .add_meta_source(Box::new(move |out| stats.render(out)));
+    }
+    let handler = move |req| handle(app.clone(), req);
+    crate::listener::serve(listener, handler, limits, stats, shutdown).await;
 }
 
-fn routes(
-    app: Arc<App>,
-) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
-    let with_app = {
-        let app = app.clone();
-        warp::any().map(move || app.clone())
-    };
-    let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
+/// The paths we serve.
+enum Route {
+    Metrics,
+    Health,
+    Index,
+    Config,
+    Subgroups,
+    Doc,
+}
 
-    let metrics = warp::path("metrics")
-        .and(warp::path::end())
-        .and(with_app.clone())
-        .and(raw_query)
-        .and(warp::header::optional::<String>("accept-encoding"))
-        .then(metrics);
-    let health = warp::path("health")
-        .and(warp::path::end())
-        .and(with_app.clone())
-        .map(|app: Arc<App>| {
-            if !app.config.enable_health {
-                return not_found();
-            }
-            respond(StatusCode::OK, "application/json", app.health.report_json())
-        });
-    let index =
-        warp::path::end().map(|| respond(StatusCode::OK, "text/html; charset=utf-8", index_page()));
-    let config = warp::path("config")
-        .and(warp::path::end())
-        .and(with_app.clone())
-        .map(|app: Arc<App>| {
-            respond(
-                StatusCode::OK,
-                "text/html; charset=utf-8",
-                config_page(&app.config),
-            )
-        });
-    let subgroups = warp::path("subgroups")
-        .and(warp::path::end())
-        .and(with_app)
-        .map(|app: Arc<App>| {
+/// Answer one request.
+pub async fn handle(app: Arc<App>, req: Request<()>) -> Response {
+    let route = match req.uri().path() {
+        "/metrics" => Route::Metrics,
+        "/health" if app.config.enable_health => Route::Health,
+        "/" => Route::Index,
+        "/config" => Route::Config,
+        "/subgroups" => Route::Subgroups,
+        "/doc" => Route::Doc,
+        _ => return not_found(),
+    };
+    // hyper sends a HEAD response's headers, Content-Length included, and
+    // leaves the body out.
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut resp = respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain; charset=utf-8",
+            "405 method not allowed\n",
+        );
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return resp;
+    }
+    match route {
+        Route::Metrics => metrics(&app, &req).await,
+        Route::Health => respond(StatusCode::OK, "application/json", app.health.report_json()),
+        Route::Index => respond(StatusCode::OK, "text/html; charset=utf-8", index_page()),
+        Route::Config => respond(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            config_page(&app.config),
+        ),
+        Route::Subgroups => {
             let body = match &app.subgroups {
                 Some(render) => render(),
                 None => "<p>Process classification is not available in this build.</p>".to_string(),
@@ -98,30 +121,12 @@ fn routes(
                 "text/html; charset=utf-8",
                 page("Subgroups", &body),
             )
-        });
-    let doc = warp::path("doc")
-        .and(warp::path::end())
-        .map(|| respond(StatusCode::OK, "text/plain; charset=utf-8", doc_text()));
-
-    warp::get()
-        .and(
-            metrics
-                .or(health)
-                .unify()
-                .or(index)
-                .unify()
-                .or(config)
-                .unify()
-                .or(subgroups)
-                .unify()
-                .or(doc)
-                .unify(),
-        )
-        .recover(|_| async { Ok::<_, Infallible>(not_found()) })
-        .unify()
+        }
+        Route::Doc => respond(StatusCode::OK, "text/plain; charset=utf-8", doc_text()),
+    }
 }
 
-async fn metrics(app: Arc<App>, query: String, accept: Option<String>) -> Response {
+async fn metrics(app: &App, req: &Request<()>) -> Response {
     let Ok(_permit) = app.limiter.clone().try_acquire_owned() else {
         return respond(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -130,6 +135,7 @@ async fn metrics(app: Arc<App>, query: String, accept: Option<String>) -> Respon
         );
     };
     let (mut collect, mut exclude) = (Vec::new(), Vec::new());
+    let query = req.uri().query().unwrap_or_default();
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         match k.as_ref() {
             "collect[]" => collect.push(v.into_owned()),
@@ -148,7 +154,12 @@ async fn metrics(app: Arc<App>, query: String, accept: Option<String>) -> Respon
         }
     };
     let out = app.scraper.scrape(sel).await;
-    let gzip = accept.as_deref().is_some_and(accepts_gzip);
+    let gzip = req
+        .headers()
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(accepts_gzip);
     let mut resp = respond(
         StatusCode::OK,
         METRICS_CONTENT_TYPE,
@@ -179,7 +190,7 @@ fn accepts_gzip(header: &str) -> bool {
 }
 
 fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response {
-    let mut resp = Response::new(body.into().into());
+    let mut resp = Response::new(Full::new(body.into()));
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));

@@ -27,6 +27,7 @@ pub mod ebpf;
 pub mod health;
 pub mod http;
 pub mod install;
+pub mod listener;
 pub mod logging;
 pub mod process;
 pub mod scrape;

@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::Running;
 
@@ -15,28 +14,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_herakles-node-exporter");
 /// Start the binary with exactly `args` and `env` added to ours, and wait
 /// until it listens.
 fn start(args: &[&str], env: &[(&str, &str)]) -> Running {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start exporter");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = String::new();
-    let addr = loop {
-        let Some(Ok(line)) = lines.next() else {
-            let status = child.wait().unwrap();
-            panic!("exporter exited ({status}) before listening:\n{seen}");
-        };
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-        seen.push_str(&line);
-        seen.push('\n');
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Running { child, addr }
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).envs(env.iter().copied());
+    Running::spawn(cmd)
 }
 
 fn run(args: &[&str]) -> (i32, String) {

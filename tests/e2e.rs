@@ -3,7 +3,8 @@
 
 mod common;
 
-use std::io::Read;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -204,6 +205,53 @@ fn other_endpoints() {
     assert!(doc.text().contains("memory"));
     assert_eq!(exp.get("/nope").status, 404);
     assert_eq!(exp.get("/metrics/extra").status, 404);
+}
+
+#[test]
+fn head_answers_like_get_and_other_methods_get_405() {
+    let exp = Running::start(&[]);
+    for path in ["/", "/metrics", "/health", "/config", "/subgroups", "/doc"] {
+        let get = exp.get(path);
+        let head = common::request(exp.addr, "HEAD", path, &[]);
+        assert_eq!(head.status, 200, "HEAD {path}");
+        assert!(head.body.is_empty(), "HEAD {path} sent a body");
+        assert_eq!(head.header("content-type"), get.header("content-type"));
+        let length: usize = head.header("content-length").unwrap().parse().unwrap();
+        assert!(length > 0, "HEAD {path}: Content-Length {length}");
+        for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
+            let resp = common::request(exp.addr, method, path, &[]);
+            assert_eq!(resp.status, 405, "{method} {path}");
+            assert_eq!(resp.header("allow"), Some("GET, HEAD"), "{method} {path}");
+        }
+    }
+    assert_eq!(common::request(exp.addr, "HEAD", "/nope", &[]).status, 404);
+    assert_eq!(common::request(exp.addr, "POST", "/nope", &[]).status, 404);
+}
+
+#[test]
+fn malformed_requests_do_not_log_errors() {
+    let exp = Running::start(&[]);
+    let garbage: [&[u8]; 4] = [
+        b"GARBAGE\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
+        b"GET /metrics HTTP/1.1\r\nHost",
+        // The start of a TLS ClientHello: HTTPS to the plain-HTTP port.
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+    ];
+    for request in garbage.iter().cycle().take(40) {
+        let mut s = TcpStream::connect(exp.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(request).unwrap();
+        let _ = s.shutdown(Shutdown::Write);
+        // Until the exporter closes it: it logs before it closes.
+        let _ = s.read_to_end(&mut Vec::new());
+    }
+    assert_eq!(exp.get("/metrics").status, 200);
+    // Let the thread that reads the exporter's stderr catch up.
+    std::thread::sleep(Duration::from_millis(300));
+    let log = exp.log.lock().unwrap();
+    let errors: Vec<_> = log.iter().filter(|l| l.contains(" ERROR ")).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
 }
 
 #[test]

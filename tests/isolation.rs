@@ -1,10 +1,12 @@
 //! Collector isolation, single-flight, cache and request limits, tested
 //! in-process with collectors that exist only in this test binary: one that
-//! panics, one that hangs past the timeout, one that counts its calls.
+//! panics, one that hangs past the timeout, two that hang until the test
+//! ends, one that counts its calls, one that records overlapping runs.
 
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use herakles_core::{
@@ -64,6 +66,94 @@ impl BuildCollector for Counted {
     }
 }
 inventory::submit! { Registration::new::<Counted>("test_counted", "counts calls", false, "tests") }
+
+/// Blocks its collector's thread until the test that uses it ends (a read
+/// that never returns, as far as the exporter can tell).
+static HANG: (Mutex<bool>, Condvar) = (Mutex::new(false), Condvar::new());
+
+fn hang() {
+    let (released, cv) = &HANG;
+    let mut released = released.lock().unwrap();
+    while !*released {
+        released = cv.wait(released).unwrap();
+    }
+}
+
+/// Lets every hung collector return when dropped, so that the runtime
+/// (which waits for its blocking threads) can stop.
+struct ReleaseHung;
+impl Drop for ReleaseHung {
+    fn drop(&mut self) {
+        *HANG.0.lock().unwrap() = true;
+        HANG.1.notify_all();
+    }
+}
+
+/// Hangs until the test ends; two of them (`ID` 0 and 1) are registered.
+struct Hung<const ID: u8>;
+impl<const ID: u8> Collector for Hung<ID> {
+    fn collect(&self, _: &ScrapeContext, _: &mut MetricSink) -> Result<()> {
+        hang();
+        Ok(())
+    }
+}
+impl<const ID: u8> BuildCollector for Hung<ID> {
+    type Config = NoConfig;
+    fn build(_: NoConfig, _: &BuildContext) -> Result<Self> {
+        Ok(Hung)
+    }
+}
+inventory::submit! { Registration::new::<Hung<0>>("test_hung_a", "hangs until the test ends", false, "tests") }
+inventory::submit! { Registration::new::<Hung<1>>("test_hung_b", "hangs until the test ends", false, "tests") }
+
+/// Sorts after the hung collectors, so it queues behind them for a worker.
+struct Steady;
+impl Collector for Steady {
+    fn collect(&self, _: &ScrapeContext, out: &mut MetricSink) -> Result<()> {
+        out.single(&Desc::gauge("test_steady_up", "Always 1."), 1.0);
+        Ok(())
+    }
+}
+impl BuildCollector for Steady {
+    type Config = NoConfig;
+    fn build(_: NoConfig, _: &BuildContext) -> Result<Self> {
+        Ok(Steady)
+    }
+}
+inventory::submit! { Registration::new::<Steady>("test_steady", "always succeeds", false, "tests") }
+
+static OVERLAP_NOW: AtomicUsize = AtomicUsize::new(0);
+static OVERLAP_MAX: AtomicUsize = AtomicUsize::new(0);
+
+/// Takes 100 ms and records how many of its runs overlapped.
+struct Overlap;
+impl Collector for Overlap {
+    fn collect(&self, _: &ScrapeContext, _: &mut MetricSink) -> Result<()> {
+        let now = OVERLAP_NOW.fetch_add(1, Ordering::SeqCst) + 1;
+        OVERLAP_MAX.fetch_max(now, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(100));
+        OVERLAP_NOW.fetch_sub(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+impl BuildCollector for Overlap {
+    type Config = NoConfig;
+    fn build(_: NoConfig, _: &BuildContext) -> Result<Self> {
+        Ok(Overlap)
+    }
+}
+inventory::submit! { Registration::new::<Overlap>("test_overlap", "records overlapping runs", false, "tests") }
+
+/// `config` with exactly the collectors `names` enabled.
+fn only(mut config: Config, names: &[&str]) -> Config {
+    for r in herakles_core::registrations() {
+        config
+            .collectors
+            .set_enabled(r.name, names.contains(&r.name))
+            .unwrap();
+    }
+    config
+}
 
 /// Serve `config` in-process on a loopback port; returns the address and a
 /// guard that stops the server when dropped.
@@ -205,4 +295,72 @@ fn hostile_label_values_stay_valid_exposition() {
         parsed.value("test_hostile", &[("name", "a\"b\\c\nd}{=,\u{fffd}")]),
         Some(1.0)
     );
+}
+
+#[test]
+fn hung_collectors_never_hold_a_worker_another_collector_needs() {
+    // Two collectors stuck for good and two workers: each hung run holds a
+    // worker only until its timeout, and once stuck, later scrapes fail it
+    // at once instead of queueing a worker behind it.
+    let config = Config {
+        collector_timeout: 1.0,
+        parallelism: 2,
+        ..Config::default()
+    };
+    let config = only(config, &["test_hung_a", "test_hung_b", "test_steady"]);
+    let (addr, _rt) = serve(config, &[]);
+    let _release = ReleaseHung;
+    for scrape in 1..=4 {
+        let t = Instant::now();
+        let resp = common::get(addr, "/metrics");
+        let took = t.elapsed();
+        assert_eq!(resp.status, 200);
+        let text = resp.text();
+        assert_eq!(success(&text, "test_steady"), Some(1.0), "scrape {scrape}");
+        assert!(text.contains("test_steady_up 1"), "scrape {scrape}");
+        assert_eq!(success(&text, "test_hung_a"), Some(0.0), "scrape {scrape}");
+        assert_eq!(success(&text, "test_hung_b"), Some(0.0), "scrape {scrape}");
+        // About one timeout (the first scrape waits it out once); a bound,
+        // not a measurement: queueing behind stuck runs would be 2 s more.
+        assert!(
+            took < Duration::from_secs(3),
+            "scrape {scrape} took {took:?}"
+        );
+    }
+    let health: serde_json::Value =
+        serde_json::from_slice(&common::get(addr, "/health").body).unwrap();
+    let why = health["collectors"]["test_hung_a"]["last_error"]
+        .as_str()
+        .unwrap();
+    assert!(why.contains("still stuck in a run that started"), "{why}");
+}
+
+#[test]
+fn a_collector_never_runs_twice_at_once() {
+    // Scrapes of different selections overlap on test_overlap: the later
+    // one waits for the run in progress (holding no worker) and then runs
+    // it, rather than running it alongside or failing it.
+    let config = Config {
+        collector_timeout: 5.0,
+        parallelism: 4,
+        ..Config::default()
+    };
+    let config = only(config, &["test_overlap", "loadavg", "host"]);
+    let (addr, _rt) = serve(config, &[]);
+    let paths: [&'static str; 4] = [
+        "/metrics?collect[]=test_overlap",
+        "/metrics?collect[]=test_overlap&collect[]=loadavg",
+        "/metrics?collect[]=test_overlap&collect[]=host",
+        "/metrics",
+    ];
+    let scrapes: Vec<_> = paths
+        .iter()
+        .cycle()
+        .take(12)
+        .map(|&path| std::thread::spawn(move || common::get(addr, path).text()))
+        .collect();
+    for s in scrapes {
+        assert_eq!(success(&s.join().unwrap(), "test_overlap"), Some(1.0));
+    }
+    assert_eq!(OVERLAP_MAX.load(Ordering::SeqCst), 1);
 }

@@ -281,10 +281,13 @@ impl Ratios {
 
 /// CPU PSI. The system-wide "full" line is always zero for CPUs (a CPU is
 /// never stalled for all tasks while it runs one), so only "some" is exposed.
-/// A kernel without PSI means absent series, not failure.
+/// A kernel without PSI means absent series, not failure; a file too long
+/// to be PSI is counted as a parse error.
 fn psi(ctx: &ScrapeContext, out: &mut MetricSink) {
-    let Ok(text) = ctx.read_proc_shared("pressure/cpu") else {
-        return;
+    let text = match ctx.read_proc_shared("pressure/cpu") {
+        Ok(text) => text,
+        Err(e) if e.is_too_large() => return out.parse_error(),
+        Err(_) => return,
     };
     for (kind, total_us) in parse_psi_totals(&text, out) {
         if kind == "some" {
@@ -404,6 +407,18 @@ mod tests {
             Some(1.234567)
         );
         assert_eq!(c.parse_errors, 0);
+    }
+
+    /// One byte that is not UTF-8 used to fail the whole file, and with it
+    /// the cpu, kernel and host collectors.
+    #[test]
+    fn an_invalid_byte_costs_only_its_line() {
+        let c = collect_once::<Cpu>(NoConfig {}, fixture("stat_bad_byte")).unwrap();
+        assert_eq!(seconds(&c, "0", "idle"), Some(50.0 / hz()));
+        assert_eq!(seconds(&c, "0", "user"), Some(20.0 / hz()));
+        assert!(seconds(&c, "1", "idle").is_none());
+        assert_eq!(ratio(&c, "idle", "total"), Some(100.0 / 160.0));
+        assert_eq!(c.parse_errors, 1);
     }
 
     #[test]
@@ -604,5 +619,45 @@ mod tests {
         let section = &file.config.collectors.0["cpu"];
         assert!(section.enabled);
         assert!(section.config.as_any().is::<NoConfig>());
+    }
+
+    proptest! {
+        /// Any bytes, read the way the collector reads them (invalid UTF-8
+        /// replaced): no panic, never more CPUs than lines.
+        #[test]
+        fn stat_parser_takes_anything(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+            let text = String::from_utf8_lossy(&bytes);
+            let mut out = MetricSink::new();
+            let lines = parse_stat(&text, &mut out);
+            prop_assert!(lines.len() + out.parse_errors() as usize <= text.lines().count());
+        }
+
+        /// One line of a valid file replaced by garbage costs that line:
+        /// every other CPU is read exactly.
+        #[test]
+        fn one_bad_line_costs_one_cpu(
+            ticks in prop::collection::vec(prop::array::uniform8(any::<u64>()), 1..6),
+            bad in any::<prop::sample::Index>(),
+            junk in prop::collection::vec(any::<u8>(), 0..60),
+        ) {
+            prop_assume!(!junk.starts_with(b"cpu"));
+            let mut file: Vec<Vec<u8>> = ticks
+                .iter()
+                .enumerate()
+                .map(|(i, t)| format!("cpu{i} {} 0 0\n", t.map(|v| v.to_string()).join(" ")).into_bytes())
+                .collect();
+            let at = bad.index(file.len());
+            file[at] = junk.iter().map(|&b| if b == b'\n' { b' ' } else { b }).collect();
+            file[at].push(b'\n');
+            let text = String::from_utf8_lossy(&file.concat()).into_owned();
+            let mut out = MetricSink::new();
+            let lines = parse_stat(&text, &mut out);
+            for (i, t) in ticks.iter().enumerate().filter(|(i, _)| *i != at) {
+                let line = lines.iter().find(|l| l.cpu == i.to_string()).unwrap();
+                prop_assert_eq!(&line.ticks, t);
+            }
+            prop_assert!(lines.len() >= ticks.len() - 1);
+            prop_assert!(out.parse_errors() <= 1);
+        }
     }
 }

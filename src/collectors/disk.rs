@@ -259,10 +259,13 @@ fn group<const N: usize>(
     Some(Ok(values))
 }
 
-/// I/O PSI. A kernel without PSI means absent series, not failure.
+/// I/O PSI. A kernel without PSI means absent series, not failure; a file
+/// too long to be PSI is counted as a parse error.
 fn psi(ctx: &ScrapeContext, out: &mut MetricSink) {
-    let Ok(text) = ctx.read_proc_shared("pressure/io") else {
-        return;
+    let text = match ctx.read_proc_shared("pressure/io") {
+        Ok(text) => text,
+        Err(e) if e.is_too_large() => return out.parse_error(),
+        Err(_) => return,
     };
     for (kind, total_us) in parse_psi_totals(&text, out) {
         let desc = match kind {
@@ -337,6 +340,7 @@ mod tests {
     use crate::collectors::fixture;
     use herakles_core::testing::{collect_once, collect_with, Collected};
     use herakles_core::Paths;
+    use proptest::prelude::*;
     use std::sync::Arc;
 
     fn get(c: &Collected, metric: &str, device: &str) -> Option<f64> {
@@ -527,5 +531,41 @@ mod tests {
         assert!(!config.device_include.is_empty());
         let ctx = BuildContext::new(Paths::default(), Arc::new(()));
         assert!(Disk::build(config.clone(), &ctx).is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn line_parser_takes_anything(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            let text = String::from_utf8_lossy(&bytes);
+            let mut out = MetricSink::new();
+            for line in text.lines() {
+                let _ = parse_line(line, &mut out);
+            }
+        }
+
+        /// Lines of every kernel generation (11, 15 or 17 counters, or
+        /// more) read exactly; a cut-short optional group is dropped alone.
+        #[test]
+        fn lines_of_any_generation_round_trip(
+            name in "[a-z][a-z0-9_-]{0,15}",
+            values in prop::collection::vec(any::<u64>(), 11..22),
+        ) {
+            let line = format!(
+                "{:4} {:7} {name} {}",
+                8,
+                0,
+                values.iter().map(u64::to_string).collect::<Vec<_>>().join(" ")
+            );
+            let mut out = MetricSink::new();
+            let d = parse_line(&line, &mut out).unwrap();
+            prop_assert_eq!(d.device, name.as_str());
+            prop_assert_eq!(&d.base[..], &values[..11]);
+            let n = values.len();
+            prop_assert_eq!(d.discard.map(|g| g.to_vec()), (n >= 15).then(|| values[11..15].to_vec()));
+            prop_assert_eq!(d.flush.map(|g| g.to_vec()), (n >= 17).then(|| values[15..17].to_vec()));
+            // 12 to 14 or 16 columns: a group cut short, counted.
+            let cut = (12..15).contains(&n) || n == 16;
+            prop_assert_eq!(out.parse_errors(), u64::from(cut));
+        }
     }
 }

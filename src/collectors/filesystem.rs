@@ -25,8 +25,8 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use herakles_core::{
-    inventory, BuildCollector, BuildContext, Collector, Desc, Error, MetricSink, Registration,
-    Result, ScrapeContext,
+    inventory, read_bytes, BuildCollector, BuildContext, Collector, Desc, Error, MetricSink,
+    Registration, Result, ScrapeContext, READ_LIMIT,
 };
 use regex::Regex;
 use schemars::JsonSchema;
@@ -163,10 +163,13 @@ enum Outcome {
 
 impl Collector for Filesystem {
     fn collect(&self, ctx: &ScrapeContext, out: &mut MetricSink) -> Result<()> {
-        let text = match ctx.read_proc("1/mountinfo") {
-            Ok(t) => t,
-            Err(_) => ctx.read_proc("self/mountinfo")?,
-        };
+        // Bytes, not text: a mount point need not be UTF-8, and statfs
+        // needs it exact.
+        let mut text = Vec::new();
+        if read_bytes(&ctx.paths().proc("1/mountinfo"), READ_LIMIT, &mut text).is_err() {
+            let path = ctx.paths().proc("self/mountinfo");
+            read_bytes(&path, READ_LIMIT, &mut text).map_err(|e| Error::io(&path, e))?;
+        }
         let mounts: Vec<Mount> = parse_mountinfo(&text, out)
             .into_iter()
             .filter(|m| !self.excluded(m))
@@ -349,10 +352,13 @@ fn statvfs(path: &Path) -> io::Result<FsStat> {
 /// on top: statfs of the path reaches only that one, so reporting the lower
 /// mounts would repeat the top one's numbers under the wrong device. Lines
 /// that do not parse are skipped and counted.
-fn parse_mountinfo(text: &str, out: &mut MetricSink) -> Vec<Mount> {
+fn parse_mountinfo(text: &[u8], out: &mut MetricSink) -> Vec<Mount> {
     let mut mounts: Vec<Mount> = Vec::new();
     let mut by_point: HashMap<Vec<u8>, usize> = HashMap::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+    for line in text
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+    {
         let Some(mount) = parse_mount_line(line) else {
             out.parse_error();
             continue;
@@ -368,21 +374,21 @@ fn parse_mountinfo(text: &str, out: &mut MetricSink) -> Vec<Mount> {
     mounts
 }
 
-fn parse_mount_line(line: &str) -> Option<Mount> {
-    let mut fields = line.split(' ');
+fn parse_mount_line(line: &[u8]) -> Option<Mount> {
+    let mut fields = line.split(|&b| b == b' ');
     // Mount ID, parent ID, major:minor, root.
     fields.nth(3)?;
     let mount_point = unescape(fields.next()?);
     let options = fields.next()?;
     // Optional fields (`shared:1`, `master:2`...) up to the lone "-".
-    fields.by_ref().find(|f| *f == "-")?;
+    fields.by_ref().find(|f| *f == b"-")?;
     let fstype = fields.next()?;
     let source = fields.next()?;
-    let super_options = fields.next().unwrap_or("");
+    let super_options = fields.next().unwrap_or(b"");
     if mount_point.is_empty() || fstype.is_empty() {
         return None;
     }
-    let ro = |opts: &str| opts.split(',').any(|o| o == "ro");
+    let ro = |opts: &[u8]| opts.split(|&b| b == b',').any(|o| o == b"ro");
     Some(Mount {
         mount_point,
         fstype: String::from_utf8_lossy(&unescape(fstype)).into_owned(),
@@ -394,8 +400,7 @@ fn parse_mount_line(line: &str) -> Option<Mount> {
 /// Undo the kernel's octal escaping of space, tab, newline and backslash
 /// (`\040`, `\011`, `\012`, `\134`) in mountinfo fields. A backslash not
 /// followed by three octal digits is kept as it is.
-fn unescape(field: &str) -> Vec<u8> {
-    let bytes = field.as_bytes();
+fn unescape(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
@@ -456,6 +461,7 @@ mod tests {
     use super::*;
     use herakles_core::testing::{collect_with, Collected};
     use herakles_core::Paths;
+    use proptest::prelude::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn fixture(name: &str) -> Paths {
@@ -640,10 +646,10 @@ mod tests {
 
     #[test]
     fn unescape_decodes_octal_and_keeps_stray_backslashes() {
-        assert_eq!(unescape(r"a\040b\011c\012d\134e"), b"a b\tc\nd\\e");
-        assert_eq!(unescape(r"\\x\04"), b"\\\\x\\04");
-        assert_eq!(unescape(r"\777"), b"\\777");
-        assert_eq!(unescape(r"\303\251"), "é".as_bytes());
+        assert_eq!(unescape(br"a\040b\011c\012d\134e"), b"a b\tc\nd\\e");
+        assert_eq!(unescape(br"\\x\04"), b"\\\\x\\04");
+        assert_eq!(unescape(br"\777"), b"\\777");
+        assert_eq!(unescape(br"\303\251"), "é".as_bytes());
     }
 
     #[test]
@@ -774,7 +780,7 @@ mod tests {
         let mut map = HashMap::new();
         for line in text.lines() {
             let f: Vec<&str> = line.split(' ').collect();
-            let dec = |s: &str| String::from_utf8_lossy(&unescape(s)).into_owned();
+            let dec = |s: &str| String::from_utf8_lossy(&unescape(s.as_bytes())).into_owned();
             let ro = f[3].split(',').any(|o| o == "ro");
             map.insert(dec(f[1]), (dec(f[0]), dec(f[2]), ro));
         }
@@ -889,5 +895,55 @@ mod tests {
         let config: FilesystemConfig = serde_norway::from_value(section).unwrap();
         let ctx = BuildContext::new(Paths::default(), Arc::new(()));
         Filesystem::build(config, &ctx).unwrap();
+    }
+
+    /// Escape a mount point as the kernel does in mountinfo.
+    fn escape(path: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for &b in path {
+            if matches!(b, b' ' | b'\t' | b'\n' | b'\\') {
+                out.extend_from_slice(format!("\\{b:03o}").as_bytes());
+            } else {
+                out.push(b);
+            }
+        }
+        out
+    }
+
+    proptest! {
+        /// Any bytes: no panic, never more mounts than lines.
+        #[test]
+        fn mountinfo_parser_takes_anything(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+            let mut out = MetricSink::new();
+            let mounts = parse_mountinfo(&bytes, &mut out);
+            let lines = bytes.split(|&b| b == b'\n').count();
+            prop_assert!(mounts.len() + out.parse_errors() as usize <= lines);
+        }
+
+        /// A mount point of any bytes (not UTF-8, spaces, backslashes,
+        /// newlines) comes back exactly as statfs needs it.
+        #[test]
+        fn mount_points_round_trip(
+            path in prop::collection::vec(any::<u8>(), 1..40),
+            optional in prop::collection::vec("[a-z]{1,8}:[0-9]{1,3}", 0..3),
+            ro in any::<bool>(),
+        ) {
+            let mut line = b"36 35 98:0 / /".to_vec();
+            line.extend(escape(&path));
+            line.extend_from_slice(if ro { b" ro,noatime" } else { b" rw,noatime" });
+            for o in &optional {
+                line.push(b' ');
+                line.extend_from_slice(o.as_bytes());
+            }
+            line.extend_from_slice(b" - ext4 /dev/sda1 rw\n");
+            let mut out = MetricSink::new();
+            let mounts = parse_mountinfo(&line, &mut out);
+            prop_assert_eq!(out.parse_errors(), 0);
+            let mut want = b"/".to_vec();
+            want.extend(&path);
+            prop_assert_eq!(&mounts[0].mount_point, &want);
+            prop_assert_eq!(mounts[0].readonly, ro);
+            prop_assert_eq!(mounts[0].fstype.as_str(), "ext4");
+        }
     }
 }

@@ -63,7 +63,11 @@ impl Collector for Host {
         }
 
         // Each part stands alone; the collector fails only when nothing worked,
-        // and then says why.
+        // and then says why. A file too long to be the kernel's is also a
+        // parse error.
+        for _ in failures.iter().filter(|e| e.is_too_large()) {
+            out.parse_error();
+        }
         if failures.len() == 3 {
             return Err(failures.remove(0));
         }
@@ -134,6 +138,7 @@ mod tests {
     use super::*;
     use crate::collectors::fixture;
     use herakles_core::{testing::collect_once, Paths};
+    use proptest::prelude::*;
 
     #[test]
     fn exact_values_from_fixture() {
@@ -160,6 +165,17 @@ mod tests {
         );
     }
 
+    /// An invalid byte on another line of /proc/stat costs nothing here.
+    #[test]
+    fn an_invalid_byte_elsewhere_in_stat_is_harmless() {
+        let c = collect_once::<Host>(NoConfig {}, fixture("stat_bad_byte")).unwrap();
+        assert_eq!(
+            c.value("herakles_system_boot_time_seconds", &[]),
+            Some(1_700_000_000.0)
+        );
+        assert_eq!(c.parse_errors, 0);
+    }
+
     #[test]
     fn nothing_readable_is_an_error() {
         assert!(collect_once::<Host>(NoConfig {}, fixture("does-not-exist")).is_err());
@@ -182,5 +198,22 @@ mod tests {
         );
         let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
         assert!(c.text.contains(&format!("release=\"{}\"", release.trim())));
+    }
+
+    proptest! {
+        /// The `key value` lines of /proc/stat (btime, ctxt, processes)
+        /// are found among any other lines, damaged ones included.
+        #[test]
+        fn stat_fields_among_anything(
+            noise in prop::collection::vec(any::<u8>(), 0..300),
+            btime in any::<u32>(),
+        ) {
+            let noise: Vec<u8> = noise.into_iter().filter(|&b| b != b'b').collect();
+            let mut file = noise.clone();
+            file.extend_from_slice(format!("\nbtime {btime}\n").as_bytes());
+            file.extend_from_slice(&noise);
+            let text = String::from_utf8_lossy(&file);
+            prop_assert_eq!(stat_field(&text, "btime"), Some(f64::from(btime)));
+        }
     }
 }

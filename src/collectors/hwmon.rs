@@ -29,8 +29,11 @@
 //! Reading a sensor file asks the hardware. Sensors that are asleep, absent
 //! or broken refuse with EIO, ENODATA or EAGAIN, some permanently; such a
 //! sensor is skipped quietly, as nothing malformed was read. A file that
-//! reads but holds no integer is skipped and counted as a parse error. No
-//! sensor can fail the collector, and a host without hwmon has no series.
+//! reads but holds no integer is skipped and counted as a parse error, and
+//! so is one longer than any attribute can be (a sparse file or a device
+//! in a tree that is not sysfs); a link where sysfs has a file is refused
+//! like a sensor that does not answer. No sensor can fail the collector,
+//! and a host without hwmon has no series.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
@@ -38,8 +41,8 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use herakles_core::{
-    inventory, BuildCollector, BuildContext, Collector, Desc, Error, MetricSink, Registration,
-    Result, ScrapeContext,
+    inventory, is_too_large, read_bytes, BuildCollector, BuildContext, Collector, Desc, Error,
+    MetricSink, Registration, Result, ScrapeContext,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -333,24 +336,42 @@ fn hwmon_number(dir: &Path) -> (u64, String) {
     (number, name)
 }
 
+/// The most read of one attribute: the kernel formats each into a single
+/// page (`sysfs_emit`), so a longer file is no sysfs attribute.
+const ATTRIBUTE_LIMIT: usize = 64 << 10;
+
 /// A text attribute (name, label), trimmed; `None` if unreadable or empty.
-fn read_text(path: &Path) -> Option<String> {
-    let bytes = fs::read(path).ok()?;
+pub(crate) fn read_text(path: &Path) -> Option<String> {
+    let mut bytes = Vec::new();
+    read_bytes(path, ATTRIBUTE_LIMIT, &mut bytes).ok()?;
     let text = String::from_utf8_lossy(&bytes).trim().to_string();
     (!text.is_empty()).then_some(text)
 }
 
 /// A numeric attribute: `None` when the sensor refuses the read (see the
-/// module documentation) or, counted, when the content is no integer.
-fn read_value(path: &Path, out: &mut MetricSink) -> Option<f64> {
-    let bytes = fs::read(path).ok()?;
-    let value = std::str::from_utf8(&bytes)
-        .ok()
-        .and_then(|s| s.trim().parse::<i64>().ok());
+/// module documentation) or, counted, when the content is no integer or
+/// longer than [`ATTRIBUTE_LIMIT`].
+pub(crate) fn read_value(path: &Path, out: &mut MetricSink) -> Option<f64> {
+    let mut bytes = Vec::new();
+    match read_bytes(path, ATTRIBUTE_LIMIT, &mut bytes) {
+        Ok(()) => {}
+        Err(e) if is_too_large(&e) => {
+            out.parse_error();
+            return None;
+        }
+        Err(_) => return None,
+    }
+    let value = parse_value(&bytes);
     if value.is_none() {
         out.parse_error();
     }
-    value.map(|v| v as f64)
+    value
+}
+
+/// An attribute's integer, surrounded by whitespace at most.
+fn parse_value(bytes: &[u8]) -> Option<f64> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    text.trim().parse::<i64>().ok().map(|v| v as f64)
 }
 
 impl BuildCollector for Hwmon {
@@ -374,6 +395,7 @@ inventory::submit! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     // In the `hwmon` fixture the chip directories sit under `class/hwmon`
     // and link to their devices, rather than sitting under the devices as in
     // real sysfs: the real layout is a symlink loop, which tools walking the
@@ -547,8 +569,9 @@ mod tests {
         let chip = dir.path().join("class/hwmon/hwmon0");
         fs::create_dir_all(chip.join("temp2_input")).unwrap();
         fs::write(chip.join("name"), "coretemp\n").unwrap();
-        // Reading /proc/self/mem at offset 0 fails with EIO, as a sensor
-        // that does not answer does; the directory fails with EISDIR.
+        // A directory fails with EISDIR and a link is refused (ELOOP: no
+        // sysfs attribute is a link), as a sensor that does not answer
+        // fails with EIO.
         std::os::unix::fs::symlink("/proc/self/mem", chip.join("temp1_input")).unwrap();
         fs::write(chip.join("temp3_input"), "42000\n").unwrap();
         let paths = Paths {
@@ -608,5 +631,27 @@ mod tests {
         assert!(config.cpu_temp_chips.iter().any(|c| c == "soc_thermal"));
         let ctx = BuildContext::new(Paths::default(), Arc::new(()));
         assert!(Hwmon::build(config.clone(), &ctx).is_ok());
+    }
+
+    proptest! {
+        /// A sensor value is an integer with whitespace around it, or
+        /// nothing; file names of any shape parse or not, without panic.
+        #[test]
+        fn values_and_names_take_anything(bytes in prop::collection::vec(any::<u8>(), 0..40), name in ".{0,30}") {
+            let got = parse_value(&bytes);
+            let want = std::str::from_utf8(&bytes).ok().and_then(|s| s.trim().parse::<i64>().ok());
+            prop_assert_eq!(got, want.map(|v| v as f64));
+            if let Some((kind, _, attribute)) = parse_file_name(&name) {
+                prop_assert!(name.starts_with(kind.prefix()));
+                let suffix = format!("_{attribute}");
+                prop_assert!(name.ends_with(&suffix));
+            }
+        }
+
+        #[test]
+        fn values_round_trip(v in any::<i64>(), pad in "[ \t\n]{0,3}") {
+            let text = format!("{pad}{v}{pad}");
+            prop_assert_eq!(parse_value(text.as_bytes()), Some(v as f64));
+        }
     }
 }

@@ -43,7 +43,19 @@ impl Collector for Kernel {
         }
 
         // file-nr is "allocated unused max"; "unused" has been 0 since 2.6.
-        if let Ok(text) = ctx.read_proc("sys/fs/file-nr") {
+        // Both files are optional; one too long to be theirs is a parse
+        // error.
+        let mut optional = |rel: &str| match ctx.read_proc(rel) {
+            Ok(text) => Some(text),
+            Err(e) if e.is_too_large() => {
+                out.parse_error();
+                None
+            }
+            Err(_) => None,
+        };
+        let file_nr = optional("sys/fs/file-nr");
+        let entropy = optional("sys/kernel/random/entropy_avail");
+        if let Some(text) = file_nr {
             let fields: Vec<Option<f64>> =
                 text.split_whitespace().map(|w| w.parse().ok()).collect();
             match fields.as_slice() {
@@ -56,7 +68,7 @@ impl Collector for Kernel {
             }
         }
 
-        if let Ok(text) = ctx.read_proc("sys/kernel/random/entropy_avail") {
+        if let Some(text) = entropy {
             match text.trim().parse::<f64>() {
                 Ok(v) => out.single(&ENTROPY, v),
                 Err(_) => out.parse_error(),
@@ -105,6 +117,18 @@ mod tests {
             Some(9_223_372_036_854_775_807.0)
         );
         assert_eq!(c.value("herakles_system_entropy_bits", &[]), Some(256.0));
+        assert_eq!(c.parse_errors, 0);
+    }
+
+    /// An invalid byte on another line of /proc/stat costs nothing here.
+    #[test]
+    fn an_invalid_byte_elsewhere_in_stat_is_harmless() {
+        let c = collect_once::<Kernel>(NoConfig {}, fixture("stat_bad_byte")).unwrap();
+        assert_eq!(
+            c.value("herakles_system_context_switches_total", &[]),
+            Some(777.0)
+        );
+        assert_eq!(c.value("herakles_system_forks_total", &[]), Some(4242.0));
         assert_eq!(c.parse_errors, 0);
     }
 

@@ -122,9 +122,14 @@ fn parse_meminfo(text: &str, out: &mut MetricSink) -> MemInfo {
 
 /// Memory PSI. A kernel without PSI (or with `psi=0`) has no file, or one
 /// that refuses reads with EOPNOTSUPP: both mean absent series, not failure.
+/// A file too long to be PSI is counted as a parse error.
 fn psi(ctx: &ScrapeContext, out: &mut MetricSink) -> Result<()> {
     let text = match ctx.read_proc("pressure/memory") {
         Ok(t) => t,
+        Err(e) if e.is_too_large() => {
+            out.parse_error();
+            return Ok(());
+        }
         Err(_) => return Ok(()),
     };
     for (kind, total_us) in parse_psi_totals(&text, out) {
@@ -176,6 +181,7 @@ mod tests {
     use super::*;
     use crate::collectors::fixture;
     use herakles_core::testing::collect_once;
+    use proptest::prelude::*;
 
     #[test]
     fn exact_values_from_fixture() {
@@ -229,5 +235,39 @@ mod tests {
     fn missing_meminfo_fails_the_collector() {
         let err = collect_once::<Memory>(NoConfig {}, fixture("does-not-exist")).unwrap_err();
         assert!(err.to_string().contains("meminfo"), "{err}");
+    }
+
+    proptest! {
+        /// Any bytes, read the way the collector reads them: no panic, and
+        /// at most one field or one parse error per line.
+        #[test]
+        fn meminfo_and_psi_parsers_take_anything(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+            let text = String::from_utf8_lossy(&bytes);
+            let lines = text.lines().count();
+            let mut out = MetricSink::new();
+            let info = parse_meminfo(&text, &mut out);
+            prop_assert!(info.0.len() + out.parse_errors() as usize <= lines);
+            let mut out = MetricSink::new();
+            let totals = parse_psi_totals(&text, &mut out);
+            prop_assert!(totals.len() + out.parse_errors() as usize <= lines);
+        }
+
+        /// Every `Key: value [kB]` line reads exactly, in bytes.
+        #[test]
+        fn meminfo_round_trips(
+            fields in prop::collection::btree_map("[A-Za-z][A-Za-z0-9_()]{0,19}", (any::<u32>(), any::<bool>()), 1..30),
+        ) {
+            let text: String = fields
+                .iter()
+                .map(|(k, (v, kb))| format!("{k}:{:>16}{}\n", v, if *kb { " kB" } else { "" }))
+                .collect();
+            let mut out = MetricSink::new();
+            let info = parse_meminfo(&text, &mut out);
+            prop_assert_eq!(out.parse_errors(), 0);
+            for (k, (v, kb)) in &fields {
+                let want = f64::from(*v) * if *kb { 1024.0 } else { 1.0 };
+                prop_assert_eq!(info.get(k), Some(want));
+            }
+        }
     }
 }

@@ -161,6 +161,7 @@ mod tests {
     use crate::collectors::fixture;
     use herakles_core::testing::{collect_once, collect_with, Collected};
     use herakles_core::Paths;
+    use proptest::prelude::*;
     use std::sync::Arc;
 
     fn get(c: &Collected, metric: &str, iface: &str) -> Option<f64> {
@@ -320,5 +321,34 @@ mod tests {
         assert!(!config.interface_exclude.is_empty());
         let ctx = BuildContext::new(Paths::default(), Arc::new(()));
         assert!(Netdev::build(config.clone(), &ctx).is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn line_parser_takes_anything(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            let text = String::from_utf8_lossy(&bytes);
+            for line in text.lines() {
+                let _ = parse_line(line);
+            }
+        }
+
+        /// Any name the kernel allows (no colon, slash or whitespace; the
+        /// quotes and backslashes go to the sink to escape) and sixteen
+        /// counters read exactly, with or without a space after the colon.
+        #[test]
+        fn lines_round_trip(
+            name in "[^:/\\s]{1,15}",
+            counters in prop::array::uniform16(any::<u64>()),
+            spaced in any::<bool>(),
+        ) {
+            let line = format!(
+                "{name:>6}:{}{}",
+                if spaced { " " } else { "" },
+                counters.map(|c| c.to_string()).join(" ")
+            );
+            let (iface, got) = parse_line(&line).unwrap();
+            prop_assert_eq!(iface, name.trim());
+            prop_assert_eq!(got, counters);
+        }
     }
 }

@@ -52,6 +52,14 @@ const READ_ERRORS: Desc = Desc::counter(
     "herakles_process_read_errors_total",
     "Per-process files that could not be read or parsed (not counting exited processes).",
 );
+const READ_TIMEOUTS: Desc = Desc::counter(
+    "herakles_process_read_timeouts_total",
+    "Per-process reads given up on after the read deadline (collector_timeout / 8), by file; the process is left out until the read returns.",
+);
+const READS_BLOCKED: Desc = Desc::gauge(
+    "herakles_process_reads_blocked",
+    "Per-process reads given up on that have not returned yet; each holds one thread, and its process is left out of every series.",
+);
 const SCAN: Desc = Desc::gauge(
     "herakles_process_scan_duration_seconds",
     "Time the last scan of /proc/<pid> took.",
@@ -79,6 +87,13 @@ impl Collector for Process {
                 f.sample(&[("file", k.name())], view.errors.get(k) as f64);
             }
         }
+        {
+            let mut f = out.family(&READ_TIMEOUTS);
+            for k in FileKind::ALL {
+                f.sample(&[("file", k.name())], view.timeouts.get(k) as f64);
+            }
+        }
+        out.single(&READS_BLOCKED, view.blocked as f64);
         if !s.per_process {
             return Ok(());
         }

@@ -9,16 +9,19 @@
 //! "cpu-thermal"). Types repeat (several `acpitz` zones are common), so the
 //! number is what keeps series apart. Zones whose sensor refuses the read
 //! (EIO, ENODATA and EAGAIN are common while a sensor is powered down) are
-//! skipped quietly; unparsable values are skipped and counted.
+//! skipped quietly; unparsable values are skipped and counted, and so is a
+//! file longer than any attribute can be. Values are read the way `hwmon`
+//! reads its sensors.
 
 use std::fs;
 use std::io::ErrorKind;
-use std::path::Path;
 
 use herakles_core::{
     inventory, BuildCollector, BuildContext, Collector, Desc, Error, MetricSink, NoConfig,
     Registration, Result, ScrapeContext,
 };
+
+use super::hwmon::{read_text, read_value};
 
 const TEMP: Desc = Desc::gauge(
     "herakles_system_thermal_zone_temp_celsius",
@@ -53,9 +56,7 @@ impl Collector for Thermal {
             };
             // A zone without a readable type still has a temperature worth
             // having; the number alone identifies it.
-            let kind = fs::read(dir.join("type"))
-                .map(|b| String::from_utf8_lossy(&b).trim().to_string())
-                .unwrap_or_default();
+            let kind = read_text(&dir.join("type")).unwrap_or_default();
             out.family(&TEMP).sample(
                 &[("zone", &number.to_string()), ("type", &kind)],
                 millidegrees / 1000.0,
@@ -63,19 +64,6 @@ impl Collector for Thermal {
         }
         Ok(())
     }
-}
-
-/// The zone's temperature in millidegrees: `None` when the sensor refuses
-/// the read or, counted, when the content is no integer.
-fn read_value(path: &Path, out: &mut MetricSink) -> Option<f64> {
-    let bytes = fs::read(path).ok()?;
-    let value = std::str::from_utf8(&bytes)
-        .ok()
-        .and_then(|s| s.trim().parse::<i64>().ok());
-    if value.is_none() {
-        out.parse_error();
-    }
-    value.map(|v| v as f64)
 }
 
 impl BuildCollector for Thermal {
@@ -136,8 +124,8 @@ mod tests {
             fs::create_dir_all(class.join(zone)).unwrap();
             fs::write(class.join(zone).join("type"), "acpitz\n").unwrap();
         }
-        // Reading /proc/self/mem at offset 0 fails with EIO, as a sensor
-        // that does not answer does.
+        // A link is refused (ELOOP: no sysfs attribute is a link), as a
+        // sensor that does not answer fails with EIO.
         std::os::unix::fs::symlink("/proc/self/mem", class.join("thermal_zone0/temp")).unwrap();
         fs::write(class.join("thermal_zone1/temp"), "27800\n").unwrap();
         let paths = Paths {

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use crate::{Error, Result};
+use crate::{read_text, Result, READ_LIMIT};
 
 /// The filesystem roots every collector reads under.
 ///
@@ -87,13 +87,22 @@ impl ScrapeContext {
     }
 
     /// Read a file under the procfs root, for this collector alone.
+    ///
+    /// Like every read here it is bounded: at most [`READ_LIMIT`] bytes (a
+    /// longer file is an error for which [`Error::is_too_large`] is true),
+    /// the last path component is not followed if it is a link, and invalid
+    /// UTF-8 is replaced rather than failing the file; see
+    /// [`read_text`](crate::read_text).
+    ///
+    /// [`Error::is_too_large`]: crate::Error::is_too_large
     pub fn read_proc(&self, rel: impl AsRef<Path>) -> Result<String> {
-        read_to_string(self.paths.proc(rel))
+        read_text(self.paths.proc(rel), READ_LIMIT)
     }
 
-    /// Read a file under the sysfs root, for this collector alone.
+    /// Read a file under the sysfs root, for this collector alone; bounded
+    /// like [`ScrapeContext::read_proc`].
     pub fn read_sys(&self, rel: impl AsRef<Path>) -> Result<String> {
-        read_to_string(self.paths.sys(rel))
+        read_text(self.paths.sys(rel), READ_LIMIT)
     }
 
     /// Read a file under the procfs root at most once per scrape, sharing its
@@ -107,7 +116,7 @@ impl ScrapeContext {
             let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
             files.entry(path.clone()).or_default().clone()
         };
-        cell.get_or_init(|| read_to_string(&path).map(Arc::from))
+        cell.get_or_init(|| read_text(&path, READ_LIMIT).map(Arc::from))
             .clone()
     }
 
@@ -129,12 +138,6 @@ impl ScrapeContext {
             .downcast::<T>()
             .expect("shared map is keyed by TypeId")
     }
-}
-
-/// `std::fs::read_to_string` whose error names the file.
-pub fn read_to_string(path: impl AsRef<Path>) -> Result<String> {
-    let path = path.as_ref();
-    std::fs::read_to_string(path).map_err(|e| Error::io(path, e))
 }
 
 #[cfg(test)]
@@ -168,7 +171,7 @@ mod tests {
 
     #[test]
     fn missing_file_error_names_path() {
-        let e = read_to_string("/nonexistent/herakles").unwrap_err();
+        let e = read_text("/nonexistent/herakles", 10).unwrap_err();
         assert_eq!(e.path(), Some(Path::new("/nonexistent/herakles")));
         assert!(e.to_string().starts_with("/nonexistent/herakles: "));
         assert!(e.is_not_found());

@@ -14,6 +14,7 @@ pub struct Error {
     path: Option<PathBuf>,
     message: String,
     io_kind: Option<std::io::ErrorKind>,
+    too_large: bool,
 }
 
 impl Error {
@@ -23,6 +24,7 @@ impl Error {
             path: None,
             message: message.to_string(),
             io_kind: None,
+            too_large: false,
         }
     }
 
@@ -32,13 +34,16 @@ impl Error {
             path: Some(path.as_ref().to_path_buf()),
             message: message.to_string(),
             io_kind: None,
+            too_large: false,
         }
     }
 
-    /// An I/O error on one file; keeps the error kind for [`Error::is_not_found`].
+    /// An I/O error on one file; keeps the error kind for [`Error::is_not_found`]
+    /// and [`Error::is_too_large`].
     pub fn io(path: impl AsRef<Path>, err: std::io::Error) -> Error {
         Error {
             io_kind: Some(err.kind()),
+            too_large: crate::is_too_large(&err),
             ..Error::at(path, err)
         }
     }
@@ -52,6 +57,14 @@ impl Error {
     /// treat a missing optional kernel file as "no series" rather than failure.
     pub fn is_not_found(&self) -> bool {
         self.io_kind == Some(std::io::ErrorKind::NotFound)
+    }
+
+    /// True when a file was longer than the limit it was read with (see
+    /// [`read_bytes`](crate::read_bytes)). Collectors count it as a parse
+    /// error where the file is one of many, and fail where it is their
+    /// only input.
+    pub fn is_too_large(&self) -> bool {
+        self.too_large
     }
 }
 
@@ -70,6 +83,7 @@ impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Error {
         Error {
             io_kind: Some(e.kind()),
+            too_large: crate::is_too_large(&e),
             ..Error::msg(e)
         }
     }

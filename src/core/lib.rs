@@ -45,6 +45,7 @@ mod collector;
 mod context;
 mod error;
 mod metrics;
+mod read;
 mod registry;
 pub mod testing;
 
@@ -52,6 +53,7 @@ pub use collector::{BuildCollector, BuildContext, Collector, HealthSection, NoCo
 pub use context::{Paths, ScrapeContext};
 pub use error::{Error, Result};
 pub use metrics::{escape_label_value, Desc, Family, MetricSink, MetricType};
+pub use read::{for_each_line, is_too_large, read_bytes, read_text, MAX_LINE, READ_LIMIT};
 pub use registry::{registrations, AnyConfig, Registration};
 
 /// Re-exported so collector crates register with the exact `inventory` version

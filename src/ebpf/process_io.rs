@@ -313,8 +313,11 @@ fn fold_exited(
 ) {
     let mut g = groups.lock().unwrap_or_else(|e| e.into_inner());
     for r in records {
+        // Forgotten on every exit, network or not: the pid is free now, and
+        // a process that gets it next must not inherit this one's group.
+        let known = g.known.remove(&r.tgid);
         let Some(net) = r.net else { continue };
-        let key = match g.known.remove(&r.tgid) {
+        let key = match known {
             Some(k) => k,
             // Lived and died between two scrapes: only its comm is left.
             None => {
@@ -448,7 +451,8 @@ impl ProcessIo {
             .or_insert_with(|| {
                 let (major, minor) = major_minor(dev);
                 let path = self.sysfs.join(format!("dev/block/{major}:{minor}/uevent"));
-                std::fs::read_to_string(path)
+                // A uevent is a few short lines.
+                herakles_core::read_text(path, 64 << 10)
                     .ok()
                     .and_then(|t| devname_from_uevent(&t).map(Arc::from))
                     .unwrap_or_else(|| Arc::from(format!("{major}:{minor}")))
@@ -956,6 +960,43 @@ mod tests {
         let t = "MAJOR=253\nMINOR=0\nDEVNAME=vda\nDEVTYPE=disk\nDISKSEQ=9\n";
         assert_eq!(devname_from_uevent(t), Some("vda"));
         assert_eq!(devname_from_uevent("MAJOR=1\nDEVNAME=\n"), None);
+    }
+
+    /// A pid freed by a process that only did disk I/O and reused by one
+    /// that lived between two scrapes: the second one's bytes go to its
+    /// own subgroup, not the first one's.
+    #[test]
+    fn a_reused_pid_does_not_inherit_a_group() {
+        let classifier = crate::classify::Classifier::builtin();
+        let table = ProcessTable::new(
+            crate::process::Settings::from_config(&Config::default()),
+            Arc::new(crate::classify::Classifier::builtin()),
+        );
+        let groups = Mutex::new(Groups::default());
+        let db: (Arc<str>, Arc<str>) = (Arc::from("db"), Arc::from("postgres"));
+        groups.lock().unwrap().known.insert(300, db.clone());
+        let exit = |comm: &str, net: Option<Net>| Exited {
+            tgid: 300,
+            comm: comm.into(),
+            net,
+            io: Vec::new(),
+        };
+        let net = Net {
+            tx_bytes: 1,
+            ..Net::default()
+        };
+        fold_exited(
+            &groups,
+            &classifier,
+            &table,
+            vec![exit("postgres", None), exit("curl", Some(net))],
+        );
+        let c = classifier.classify("curl", "curl", "");
+        assert_ne!((&*c.group, &*c.subgroup), ("db", "postgres"));
+        let g = groups.lock().unwrap();
+        assert_eq!(g.exited[&(c.group, c.subgroup)].tx_bytes, 1);
+        assert!(!g.exited.contains_key(&db));
+        assert!(g.known.is_empty());
     }
 
     #[test]

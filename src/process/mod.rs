@@ -3,6 +3,7 @@
 //! collectors. See `docs/process.md` for the costs and trade-offs.
 
 pub mod parse;
+pub mod pool;
 pub mod smaps;
 pub mod snapshot;
 pub mod state;

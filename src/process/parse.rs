@@ -129,25 +129,69 @@ pub struct Smaps {
 /// the rollup having one block and `smaps` one per mapping, so summing
 /// every matching line serves both.
 pub fn parse_smaps(buf: &[u8]) -> Option<Smaps> {
-    let text = std::str::from_utf8(buf).ok()?;
-    let mut s = Smaps::default();
-    let mut seen = false;
-    for line in text.lines() {
-        let Some((k, v)) = line.split_once(':') else {
-            continue;
-        };
-        let slot = match k {
-            "Rss" => &mut s.rss,
-            "Pss" => &mut s.pss,
-            "Private_Clean" | "Private_Dirty" => &mut s.uss,
-            "Swap" => &mut s.swap,
-            _ => continue,
-        };
-        let kb: u64 = v.trim().strip_suffix("kB")?.trim().parse().ok()?;
-        *slot = slot.saturating_add(kb.saturating_mul(1024));
-        seen = true;
+    let mut sum = SmapsSum::default();
+    for line in buf.split(|&b| b == b'\n') {
+        sum.line(line);
     }
-    seen.then_some(s)
+    sum.finish()
+}
+
+/// [`parse_smaps`] a line at a time, for a full `smaps` read as a stream:
+/// it grows with the number of mappings, which the process chooses.
+///
+/// Lines are bytes: the header line of a mapping names the mapped file,
+/// and a file name need not be UTF-8. Only the `Key: N kB` lines are
+/// decoded, and one of those that does not parse spoils the whole result,
+/// as a partial sum would be a wrong number rather than a missing one.
+#[derive(Debug, Default)]
+pub struct SmapsSum {
+    sum: Smaps,
+    seen: bool,
+    bad: bool,
+}
+
+impl SmapsSum {
+    pub fn line(&mut self, line: &[u8]) {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return;
+        };
+        let slot = match &line[..colon] {
+            b"Rss" => &mut self.sum.rss,
+            b"Pss" => &mut self.sum.pss,
+            b"Private_Clean" | b"Private_Dirty" => &mut self.sum.uss,
+            b"Swap" => &mut self.sum.swap,
+            _ => return,
+        };
+        let kb = std::str::from_utf8(&line[colon + 1..])
+            .ok()
+            .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse::<u64>().ok());
+        match kb {
+            Some(kb) => {
+                *slot = slot.saturating_add(kb.saturating_mul(1024));
+                self.seen = true;
+            }
+            None => self.bad = true,
+        }
+    }
+
+    /// The sums, or `None` if no key line was seen or one was damaged.
+    pub fn finish(self) -> Option<Smaps> {
+        (self.seen && !self.bad).then_some(self.sum)
+    }
+}
+
+/// The real uid of `/proc/<pid>/status` (the first number of its `Uid:`
+/// line). The file is bytes: its `Name:` line is the process's own choice.
+pub fn status_uid(buf: &[u8]) -> Option<u32> {
+    let line = buf
+        .split(|&b| b == b'\n')
+        .find_map(|l| l.strip_prefix(b"Uid:"))?;
+    std::str::from_utf8(line)
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// `/proc/<pid>/cmdline` as one line: NUL separators become spaces, the
@@ -242,10 +286,31 @@ mod tests {
         assert_eq!(cmdline_to_string(b""), "");
     }
 
+    /// A `stat` line as the kernel prints it, with the fields the parser
+    /// reads taken from `f`: (ppid, flags, utime, stime, starttime, rss).
+    fn stat_line(comm: &[u8], f: (u32, u64, u64, u64, u64, i64)) -> Vec<u8> {
+        let (ppid, flags, utime, stime, start, rss) = f;
+        let mut line = b"4321 (".to_vec();
+        line.extend_from_slice(comm);
+        line.extend_from_slice(
+            format!(
+                ") R {ppid} 1 1 0 -1 {flags} 5 0 0 0 {utime} {stime} 0 0 20 0 1 0 {start} 999 {rss} 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n"
+            )
+            .as_bytes(),
+        );
+        line
+    }
+
+    fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(any::<u8>(), 0..max)
+    }
+
     proptest! {
         #[test]
-        fn stat_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
-            let _ = parse_stat(&bytes);
+        fn stat_never_panics(bytes in bytes(400)) {
+            if let Some(s) = parse_stat(&bytes) {
+                prop_assert!(s.comm.len() < bytes.len());
+            }
         }
 
         #[test]
@@ -254,10 +319,115 @@ mod tests {
             let _ = parse_stat(line.as_bytes());
         }
 
+        /// Whatever bytes a process names itself (parentheses, spaces,
+        /// newlines, invalid UTF-8; the kernel allows 15 of them, a
+        /// kernel thread up to 63), the fields after it are read exactly.
         #[test]
-        fn io_and_smaps_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+        fn stat_fields_survive_any_comm(
+            comm in bytes(64),
+            f in (any::<u32>(), any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>(), any::<i64>()),
+        ) {
+            let s = parse_stat(&stat_line(&comm, f)).unwrap();
+            prop_assert_eq!(&s.comm, &comm);
+            prop_assert_eq!(s.state, b'R');
+            prop_assert_eq!((s.ppid, s.flags, s.utime, s.stime, s.starttime), (f.0, f.1, f.2, f.3, f.4));
+            prop_assert_eq!(s.rss_pages, f.5.max(0) as u64);
+        }
+
+        /// One word of a valid line replaced by anything but a parenthesis
+        /// or a space (only `comm` can hold those: the kernel writes the
+        /// rest): the parse fails or reads the same numbers, never others.
+        #[test]
+        fn stat_with_a_mutated_word(word in 0usize..52, junk in "[^\\s()]{0,24}") {
+            let f = (1, 2, 3, 4, 5, 6);
+            let line = String::from_utf8(stat_line(b"x", f)).unwrap();
+            let mut words: Vec<&str> = line.split(' ').collect();
+            let at = word % words.len();
+            words[at] = &junk;
+            if let Some(s) = parse_stat(words.join(" ").as_bytes()) {
+                let want = parse_stat(line.as_bytes()).unwrap();
+                let fields = |s: &Stat| (s.ppid, s.flags, s.utime, s.stime, s.starttime, s.rss_pages);
+                // A replacement that is itself a number may change that
+                // one field; every other field is unchanged.
+                let (a, b) = (fields(&s), fields(&want));
+                let same = [a.0 == b.0, a.1 == b.1, a.2 == b.2, a.3 == b.3, a.4 == b.4, a.5 == b.5];
+                prop_assert!(same.iter().filter(|x| !**x).count() <= 1, "{:?} vs {:?}", a, b);
+            }
+        }
+
+        #[test]
+        fn io_status_and_smaps_never_panic(bytes in bytes(400)) {
             let _ = parse_io(&bytes);
             let _ = parse_smaps(&bytes);
+            let _ = status_uid(&bytes);
+        }
+
+        /// `io` in any key order, among other keys, reads exactly.
+        #[test]
+        fn io_round_trips(
+            v in (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()),
+            order in Just([0usize, 1, 2, 3, 4, 5]).prop_shuffle(),
+        ) {
+            let lines = [
+                format!("read_bytes: {}", v.0),
+                format!("write_bytes: {}", v.1),
+                format!("syscr: {}", v.2),
+                format!("syscw: {}", v.3),
+                "rchar: 7".to_string(),
+                "cancelled_write_bytes: 9".to_string(),
+            ];
+            let text: String = order.iter().map(|&i| format!("{}\n", lines[i])).collect();
+            prop_assert_eq!(
+                parse_io(text.as_bytes()),
+                Some(Io { read_bytes: v.0, write_bytes: v.1, syscr: v.2, syscw: v.3 })
+            );
+        }
+
+        /// Sums over any number of mappings, saturating rather than
+        /// wrapping; one damaged value spoils the result.
+        #[test]
+        fn smaps_sums_and_damage(
+            maps in proptest::collection::vec((any::<u32>(), any::<u32>(), any::<u32>(), any::<u32>()), 1..20),
+            name in bytes(40),
+            damage in proptest::option::of(0usize..100),
+        ) {
+            let mut text = Vec::new();
+            let mut want = Smaps::default();
+            for (i, (rss, pss, private, swap)) in maps.iter().enumerate() {
+                // The header names a file: any bytes but a newline.
+                text.extend_from_slice(b"7f00-7f01 r--p 0 08:01 1 /");
+                text.extend(name.iter().map(|&b| if b == b'\n' { b'_' } else { b }));
+                text.push(b'\n');
+                let bad = damage == Some(i);
+                let rss_text = if bad { "12x kB".to_string() } else { format!("{rss} kB") };
+                text.extend_from_slice(
+                    format!("Rss: {rss_text}\nPss: {pss} kB\nPrivate_Clean: {private} kB\nPrivate_Dirty: 1 kB\nSwap: {swap} kB\n").as_bytes(),
+                );
+                let kb = |v: u32| u64::from(v) * 1024;
+                want.rss += kb(*rss);
+                want.pss += kb(*pss);
+                want.uss += kb(*private) + 1024;
+                want.swap += kb(*swap);
+            }
+            let damaged = damage.is_some_and(|d| d < maps.len());
+            prop_assert_eq!(parse_smaps(&text), (!damaged).then_some(want));
+        }
+
+        /// Whatever the command line, one line of bounded size comes out.
+        #[test]
+        fn cmdline_is_one_bounded_line(bytes in bytes(400)) {
+            let s = cmdline_to_string(&bytes);
+            prop_assert!(!s.contains('\0'));
+            prop_assert!(s.len() <= 3 * bytes.len());
+        }
+
+        /// The uid is found whatever the process called itself.
+        #[test]
+        fn status_uid_after_any_name(name in bytes(64), uid in any::<u32>()) {
+            let mut text = b"Name:\t".to_vec();
+            text.extend(name.iter().map(|&b| if b == b'\n' { b' ' } else { b }));
+            text.extend_from_slice(format!("\nUmask:\t0022\nState:\tS (sleeping)\nUid:\t{uid}\t{uid}\t0\t0\nGid:\t0\t0\t0\t0\n").as_bytes());
+            prop_assert_eq!(status_uid(&text), Some(uid));
         }
     }
 }

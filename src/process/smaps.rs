@@ -17,15 +17,31 @@
 //! Kernels before 4.14 have no `smaps_rollup`; there the full `smaps` is
 //! read and summed, which costs more but gives the same numbers.
 //!
-//! Reads run on `parallelism` threads, each taking every n-th key of the
-//! stalest-first list, so a cut-off budget leaves the freshest entries.
+//! Reads run on `parallelism` threads taking keys from the stalest-first
+//! list one at a time, so a cut-off budget leaves the freshest entries. The
+//! kernel holds the target's mmap lock for the walk, and a process stuck
+//! with that lock held makes the read block: the read is given up after
+//! the deadline like any other `/proc` read ([`super::pool`]), and if it
+//! returns later its result is kept for the next refresh.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::parse::{parse_smaps, Smaps};
-use super::snapshot::{gone, read_into, Key};
+use herakles_core::{for_each_line, read_bytes};
+
+use super::parse::{parse_smaps, Smaps, SmapsSum};
+use super::pool::{self, Stuck, Task};
+use super::snapshot::{gone, FileKind, Key};
+
+/// The most read of `smaps_rollup` (one block of about twenty lines) and of
+/// a full `smaps`, which has a block per mapping: 65,530 mappings (the
+/// default `vm.max_map_count`) make about 80 MiB, and hosts running
+/// Elasticsearch raise that fourfold. The full file is parsed as it is
+/// read, so its size costs time, not memory.
+pub const ROLLUP_LIMIT: usize = 64 << 10;
+pub const SMAPS_LIMIT: usize = 1 << 30;
 
 /// Why a smaps read produced nothing.
 #[derive(Debug, PartialEq, Eq)]
@@ -39,14 +55,17 @@ pub enum SmapsFail {
 /// Read one process's smaps data, preferring `smaps_rollup`.
 pub fn read(procfs: &Path, pid: u32, buf: &mut Vec<u8>) -> Result<Smaps, SmapsFail> {
     let dir = procfs.join(pid.to_string());
-    let result = match read_into(&dir.join("smaps_rollup"), buf) {
+    let result = match read_bytes(&dir.join("smaps_rollup"), ROLLUP_LIMIT, buf) {
+        Ok(()) => Ok(parse_smaps(buf)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir.exists() => {
-            read_into(&dir.join("smaps"), buf)
+            let mut sum = SmapsSum::default();
+            for_each_line(&dir.join("smaps"), SMAPS_LIMIT, |line| sum.line(line))
+                .map(|()| sum.finish())
         }
-        other => other,
+        Err(e) => Err(e),
     };
     match result {
-        Ok(()) => parse_smaps(buf).ok_or(SmapsFail::Unreadable),
+        Ok(parsed) => parsed.ok_or(SmapsFail::Unreadable),
         Err(e) if gone(&e) => Err(SmapsFail::Gone),
         Err(_) => Err(SmapsFail::Unreadable),
     }
@@ -61,17 +80,20 @@ pub struct Limits {
     pub budget: Duration,
     /// Threads reading in parallel.
     pub workers: usize,
+    /// How long one read may block before it is given up.
+    pub deadline: Duration,
     /// Initial read buffer per thread.
     pub buffer_bytes: usize,
 }
 
-/// What a refresh thread read, and how many keys it left for later.
-type WorkerResult = (Vec<(Key, Result<Smaps, SmapsFail>)>, usize);
+/// Results of reads given up on that returned later.
+type Late = Arc<Mutex<Vec<(Key, Smaps, Instant)>>>;
 
 /// Cached smaps data per process.
 #[derive(Default)]
 pub struct SmapsCache {
     entries: HashMap<Key, (Smaps, Instant)>,
+    late: Late,
 }
 
 /// What one refresh did, for the caller to count.
@@ -81,28 +103,39 @@ pub struct Refreshed {
     pub unreadable: usize,
     /// Candidates left stale (or unread) because the budget ran out.
     pub deferred: usize,
+    /// Reads given up on after the deadline.
+    pub timed_out: usize,
 }
 
 impl SmapsCache {
     /// Refresh `candidates` (pid, start time) within the limits, stalest
-    /// first, and forget processes that are not in `alive`.
+    /// first, and forget processes that are not in `alive`. Candidates
+    /// with a read still blocked in `stuck` keep their older value.
     pub fn refresh(
         &mut self,
         procfs: &Path,
         candidates: &[Key],
         alive: &dyn Fn(&Key) -> bool,
         limits: Limits,
+        stuck: &Stuck,
     ) -> Refreshed {
         let Limits {
             max_age,
             budget,
             workers,
+            deadline,
             buffer_bytes,
         } = limits;
+        let late = std::mem::take(&mut *self.late.lock().unwrap_or_else(|e| e.into_inner()));
+        for (key, smaps, at) in late {
+            self.entries.insert(key, (smaps, at));
+        }
         self.entries.retain(|k, _| alive(k));
+        let skip = stuck.skip_set();
         let now = Instant::now();
         let mut stale: Vec<(Option<Instant>, Key)> = candidates
             .iter()
+            .filter(|(pid, start)| !skip.contains(*pid, Some(*start)))
             .filter_map(|k| match self.entries.get(k) {
                 Some((_, at)) if now.duration_since(*at) < max_age => None,
                 Some((_, at)) => Some((Some(*at), *k)),
@@ -111,46 +144,48 @@ impl SmapsCache {
             .collect();
         // None (never read) sorts before any instant: new processes first.
         stale.sort_unstable();
-        let keys: Vec<Key> = stale.into_iter().map(|(_, k)| k).collect();
-        let workers = workers.clamp(1, keys.len().max(1));
-        let started = Instant::now();
-        // Worker w takes keys w, w + workers, ...: each works stalest first,
-        // so the budget cuts off the freshest entries whichever stops first.
-        let results: Vec<WorkerResult> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..workers)
-                .map(|w| {
-                    let keys = &keys;
-                    scope.spawn(move || {
-                        let mut buf = Vec::with_capacity(buffer_bytes);
-                        let mine: Vec<&Key> = keys.iter().skip(w).step_by(workers).collect();
-                        let mut out = Vec::with_capacity(mine.len());
-                        for (i, key) in mine.iter().enumerate() {
-                            if started.elapsed() >= budget {
-                                return (out, mine.len() - i);
-                            }
-                            out.push((**key, read(procfs, key.0, &mut buf)));
-                        }
-                        (out, 0)
-                    })
-                })
-                .collect();
-            handles.into_iter().filter_map(|h| h.join().ok()).collect()
-        });
-        let mut done = Refreshed::default();
-        let read_at = Instant::now();
-        for (out, deferred) in results {
-            done.deferred += deferred;
-            for (key, result) in out {
-                match result {
-                    Ok(s) => {
-                        self.entries.insert(key, (s, read_at));
-                        done.read += 1;
-                    }
-                    Err(SmapsFail::Gone) => {
-                        self.entries.remove(&key);
-                    }
-                    Err(SmapsFail::Unreadable) => done.unreadable += 1,
+        let keys: Vec<pool::Ident> = stale.into_iter().map(|(_, (p, s))| (p, Some(s))).collect();
+        let root = Arc::new(procfs.to_path_buf());
+        let late = self.late.clone();
+        let run = pool::run(
+            keys.into(),
+            pool::Limits {
+                workers,
+                deadline,
+                stop_at: Some(Instant::now() + budget),
+            },
+            stuck,
+            Arc::new(move || Vec::with_capacity(buffer_bytes)),
+            Arc::new(move |(pid, _), buf: &mut Vec<u8>, task: &Task| {
+                if !task.reading(FileKind::Smaps) {
+                    return Err(SmapsFail::Gone);
                 }
+                read(&root, pid, buf)
+            }),
+            Arc::new(move |(pid, start), result| {
+                if let (Some(start), Ok(smaps)) = (start, result) {
+                    let mut late = late.lock().unwrap_or_else(|e| e.into_inner());
+                    late.push(((pid, start), smaps, Instant::now()));
+                }
+            }),
+        );
+        let mut done = Refreshed {
+            deferred: run.unstarted,
+            timed_out: run.abandoned.len(),
+            ..Refreshed::default()
+        };
+        let read_at = Instant::now();
+        for ((pid, start), result) in run.results {
+            let key = (pid, start.unwrap_or_default());
+            match result {
+                Ok(s) => {
+                    self.entries.insert(key, (s, read_at));
+                    done.read += 1;
+                }
+                Err(SmapsFail::Gone) => {
+                    self.entries.remove(&key);
+                }
+                Err(SmapsFail::Unreadable) => done.unreadable += 1,
             }
         }
         done
@@ -200,6 +235,7 @@ mod tests {
             max_age,
             budget,
             workers: 2,
+            deadline: Duration::from_secs(60),
             buffer_bytes: 64,
         }
     }
@@ -210,24 +246,28 @@ mod tests {
         fs::create_dir_all(dir.path().join("1")).unwrap();
         fs::write(dir.path().join("1/smaps_rollup"), ROLLUP).unwrap();
         let mut cache = SmapsCache::default();
+        let stuck = Stuck::default();
         let keys = [(1, 10)];
         let alive = |_: &Key| true;
-        let r = cache.refresh(
-            dir.path(),
+        let refresh = |cache: &mut SmapsCache, keys: &[Key], alive: &dyn Fn(&Key) -> bool, l| {
+            cache.refresh(dir.path(), keys, alive, l, &stuck)
+        };
+        let r = refresh(
+            &mut cache,
             &keys,
             &alive,
             limits(Duration::ZERO, Duration::ZERO),
         );
         assert_eq!((r.read, r.deferred), (0, 1));
         let big = Duration::from_secs(60);
-        let r = cache.refresh(dir.path(), &keys, &alive, limits(big, big));
+        let r = refresh(&mut cache, &keys, &alive, limits(big, big));
         assert_eq!(r.read, 1);
         // Fresh: not read again.
-        let r = cache.refresh(dir.path(), &keys, &alive, limits(big, big));
+        let r = refresh(&mut cache, &keys, &alive, limits(big, big));
         assert_eq!((r.read, r.deferred), (0, 0));
         assert!(cache.get(&(1, 10), Instant::now()).is_some());
         // A process that is gone is forgotten.
-        cache.refresh(dir.path(), &[], &|_| false, limits(big, big));
+        refresh(&mut cache, &[], &|_| false, limits(big, big));
         assert!(cache.get(&(1, 10), Instant::now()).is_none());
     }
 }

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use herakles_core::ScrapeContext;
 
 use super::parse::{Io, Smaps};
+use super::pool::{self, Stuck};
 use super::smaps::{Limits, Refreshed, SmapsCache};
 use super::snapshot::{scan, FileKind, Host, Key, ReadErrors};
 use crate::classify::{Classifier, OTHER_GROUP};
@@ -34,6 +35,9 @@ use crate::config::{Config, SearchMode, SmapsMode};
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub workers: usize,
+    /// How long one `/proc/<pid>` read may block before its process is
+    /// left out; see [`Settings::read_deadline_for`].
+    pub read_deadline: Duration,
     pub io_buffer: usize,
     pub smaps_buffer: usize,
     pub smaps_mode: SmapsMode,
@@ -54,6 +58,7 @@ impl Settings {
     pub fn from_config(c: &Config) -> Settings {
         Settings {
             workers: c.effective_parallelism(),
+            read_deadline: Settings::read_deadline_for(c.collector_timeout),
             io_buffer: c.io_buffer_kb.max(1) * 1024,
             smaps_buffer: c.smaps_buffer_kb.max(1) * 1024,
             smaps_mode: c.smaps_mode,
@@ -68,6 +73,20 @@ impl Settings {
             disable_others: c.disable_others,
             per_process: c.per_process_metrics,
             min_uss: c.min_uss_kb.saturating_mul(1024),
+        }
+    }
+
+    /// An eighth of `collector_timeout` (1 s at the default 8 s). A read of
+    /// a live process takes microseconds; a `smaps_rollup` of a process
+    /// with a terabyte mapped, a few hundred milliseconds. One that takes
+    /// longer is blocked, and a scan can meet several of those in a row on
+    /// each thread and still finish within the timeout.
+    pub fn read_deadline_for(collector_timeout: f64) -> Duration {
+        let secs = collector_timeout / 8.0;
+        if secs.is_finite() && secs > 0.0 {
+            Duration::from_secs_f64(secs.min(3600.0)).max(Duration::from_millis(1))
+        } else {
+            Duration::from_secs(1)
         }
     }
 
@@ -162,6 +181,11 @@ pub struct View {
     pub groups: Vec<GroupView>,
     /// Cumulative failed reads per file kind.
     pub errors: ReadErrors,
+    /// Cumulative reads given up on after the deadline, per file kind.
+    pub timeouts: ReadErrors,
+    /// Reads given up on that are still blocked, each costing one thread
+    /// and one process left out of the series.
+    pub blocked: usize,
     pub scan_seconds: f64,
     pub smaps: Refreshed,
 }
@@ -181,6 +205,7 @@ struct State {
     smaps: SmapsCache,
     exited: HashMap<(Arc<str>, Arc<str>), Totals>,
     errors: ReadErrors,
+    timeouts: ReadErrors,
 }
 
 /// The long-lived process service; see the module documentation.
@@ -189,6 +214,8 @@ pub struct ProcessTable {
     pub host: Host,
     classifier: Arc<Classifier>,
     state: Mutex<State>,
+    /// Reads given up on and still blocked, across scans.
+    stuck: Stuck,
 }
 
 impl ProcessTable {
@@ -198,6 +225,7 @@ impl ProcessTable {
             host: Host::current(),
             classifier,
             state: Mutex::default(),
+            stuck: Stuck::default(),
         }
     }
 
@@ -210,12 +238,18 @@ impl ProcessTable {
     pub fn compute(&self, procfs: &Path) -> View {
         let s = &self.settings;
         let started = Instant::now();
-        let snap = scan(procfs, self.host, s.workers, s.io_buffer);
+        let limits = pool::Limits {
+            workers: s.workers,
+            deadline: s.read_deadline,
+            stop_at: None,
+        };
+        let snap = scan(procfs, self.host, limits, s.io_buffer, &self.stuck);
         let scan_seconds = started.elapsed().as_secs_f64();
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let st = &mut *st;
         for k in FileKind::ALL {
             st.errors.0[k as usize] += snap.errors.get(k);
+            st.timeouts.0[k as usize] += snap.timeouts.get(k);
         }
         let now = Instant::now();
         let wall = st.last.map(|t| now.duration_since(t).as_secs_f64());
@@ -314,10 +348,13 @@ impl ProcessTable {
                     max_age: s.smaps_max_age,
                     budget: s.smaps_budget,
                     workers: s.workers,
+                    deadline: s.read_deadline,
                     buffer_bytes: s.smaps_buffer,
                 },
+                &self.stuck,
             );
             st.errors.0[FileKind::Smaps as usize] += refreshed.unreadable as u64;
+            st.timeouts.0[FileKind::Smaps as usize] += refreshed.timed_out as u64;
             let now = Instant::now();
             for (k, p) in &mut procs {
                 p.smaps = st.smaps.get(k, now);
@@ -329,6 +366,8 @@ impl ProcessTable {
             procs,
             groups,
             errors: st.errors,
+            timeouts: st.timeouts,
+            blocked: self.stuck.blocked(),
             scan_seconds,
             smaps: refreshed,
         }
@@ -604,5 +643,110 @@ mod tests {
         assert_eq!(only(&c), [101]);
         c.search_mode = SearchMode::Include;
         assert_eq!(only(&c), [100]);
+    }
+
+    /// A table whose reads are given up after 100 ms.
+    fn impatient(smaps_mode: SmapsMode) -> ProcessTable {
+        let c = Config {
+            collector_timeout: 0.8,
+            smaps_mode,
+            smaps_budget_ms: 60_000,
+            smaps_max_age_secs: 600,
+            ..Config::default()
+        };
+        let t = ProcessTable::new(Settings::from_config(&c), Arc::new(Classifier::builtin()));
+        assert_eq!(t.settings.read_deadline, Duration::from_millis(100));
+        t
+    }
+
+    /// Replace the FIFO at `path` by a file holding `then`, and release
+    /// the reader blocked on it with `now`: the way a blocked read of a
+    /// live process returns once the lock it waits for is free.
+    fn release(path: &Path, now: &[u8], then: &[u8]) {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        // Non-blocking: fails at once (ENXIO) rather than hang if no
+        // reader is waiting.
+        let mut writer = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .unwrap();
+        fs::remove_file(path).unwrap();
+        fs::write(path, then).unwrap();
+        writer.write_all(now).unwrap();
+    }
+
+    /// Wait, without asserting on time, for the blocked reads to return.
+    fn until_unblocked(t: &ProcessTable) {
+        for _ in 0..1000 {
+            if t.stuck.blocked() == 0 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the released read did not return");
+    }
+
+    #[test]
+    fn a_blocked_read_costs_its_process_until_it_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        for pid in [100, 101, 102] {
+            write(dir.path(), &postgres(pid, 5000 + u64::from(pid), (1, 1)));
+        }
+        let cmdline = dir.path().join("101/cmdline");
+        fs::remove_file(&cmdline).unwrap();
+        nix::unistd::mkfifo(&cmdline, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let t = impatient(SmapsMode::Off);
+        let pids = |v: &View| {
+            let mut p: Vec<u32> = v.procs.iter().map(|p| p.pid).collect();
+            p.sort();
+            p
+        };
+        // The scan gives up on 101 and finishes with the others.
+        let v = t.compute(dir.path());
+        assert_eq!(pids(&v), [100, 102]);
+        assert_eq!(v.timeouts.get(FileKind::Cmdline), 1);
+        assert_eq!(v.blocked, 1);
+        // Later scans skip it without waiting again.
+        let v = t.compute(dir.path());
+        assert_eq!(pids(&v), [100, 102]);
+        assert_eq!(v.timeouts.get(FileKind::Cmdline), 1);
+        assert_eq!(v.blocked, 1);
+        // Once the read returns, the process is back.
+        release(&cmdline, b"", b"postgres: walwriter\0");
+        until_unblocked(&t);
+        let v = t.compute(dir.path());
+        assert_eq!(pids(&v), [100, 101, 102]);
+        assert_eq!(v.blocked, 0);
+        assert_eq!(v.errors, ReadErrors::default());
+    }
+
+    #[test]
+    fn a_blocked_smaps_read_delivers_late() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &postgres(100, 5000, (1, 1)));
+        write(dir.path(), &postgres(101, 5001, (1, 1)));
+        let rollup = dir.path().join("101/smaps_rollup");
+        fs::remove_file(&rollup).unwrap();
+        nix::unistd::mkfifo(&rollup, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let t = impatient(SmapsMode::All);
+        let v = t.compute(dir.path());
+        assert!(find(&v, 100).unwrap().smaps.is_some());
+        assert!(find(&v, 101).unwrap().smaps.is_none());
+        assert_eq!(v.timeouts.get(FileKind::Smaps), 1);
+        // While its smaps read blocks, the process is left out: its other
+        // files take the same lock.
+        let v = t.compute(dir.path());
+        assert!(find(&v, 101).is_none());
+        let late = "Rss: 40 kB\nPss: 30 kB\nPrivate_Clean: 1 kB\nPrivate_Dirty: 2 kB\nSwap: 3 kB\n";
+        release(&rollup, late.as_bytes(), ROLLUP.as_bytes());
+        until_unblocked(&t);
+        // The late answer is used, and being fresh, not read again.
+        let v = t.compute(dir.path());
+        let (sm, _) = find(&v, 101).unwrap().smaps.unwrap();
+        assert_eq!((sm.pss, sm.uss, sm.swap), (30 * 1024, 3 * 1024, 3 * 1024));
+        assert_eq!(v.timeouts.get(FileKind::Smaps), 1);
+        assert_eq!(v.errors, ReadErrors::default());
     }
 }

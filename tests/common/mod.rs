@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub struct Response {
@@ -28,9 +29,14 @@ impl Response {
 
 /// GET `path` with extra request headers.
 pub fn get_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
+    request(addr, "GET", path, headers)
+}
+
+/// A `method` request for `path` with extra request headers.
+pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
     let mut s = TcpStream::connect(addr).expect("connect to exporter");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -91,6 +97,8 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 pub struct Running {
     pub child: Child,
     pub addr: SocketAddr,
+    /// Every line it wrote to standard error so far.
+    pub log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Running {
@@ -100,7 +108,22 @@ impl Running {
     }
 
     pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Running {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herakles-node-exporter"));
+        Running::start_under(&[], args, env)
+    }
+
+    /// Start it through `wrapper`, a command that execs the binary given as
+    /// its last argument (`prlimit --nofile=256:256 --`), so that the child
+    /// is the exporter itself.
+    pub fn start_under(wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> Running {
+        let bin = env!("CARGO_BIN_EXE_herakles-node-exporter");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(wrapper_args).arg(bin);
+                cmd
+            }
+            None => Command::new(bin),
+        };
         if !args.iter().any(|a| *a == "-c" || a.starts_with("--config")) {
             cmd.arg("--no-config");
         }
@@ -118,19 +141,29 @@ impl Running {
         let mut child = cmd.spawn().expect("start exporter");
         let stderr = child.stderr.take().unwrap();
         let mut lines = BufReader::new(stderr).lines();
+        let log = Arc::new(Mutex::new(Vec::new()));
         let addr = loop {
-            let line = lines
-                .next()
-                .expect("exporter exited before listening")
-                .unwrap();
+            let Some(Ok(line)) = lines.next() else {
+                let status = child.wait().unwrap();
+                panic!(
+                    "exporter exited ({status}) before listening:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
+            };
+            log.lock().unwrap().push(line.clone());
             if let Some(rest) = line.split("listening on http://").nth(1) {
                 let a = rest.split_whitespace().next().unwrap();
                 break a.parse().unwrap();
             }
         };
         // Keep draining stderr so the exporter never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Running { child, addr }
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                kept.lock().unwrap().push(line);
+            }
+        });
+        Running { child, addr, log }
     }
 
     pub fn get(&self, path: &str) -> Response {
