@@ -16,9 +16,10 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use herakles_core::read_bytes;
 use herakles_node_exporter::attribution::identity::Identity;
 use herakles_node_exporter::attribution::proc_cgroup::ProcCgroup;
-use herakles_node_exporter::attribution::{fds, read_bounded, status};
+use herakles_node_exporter::attribution::{fds, status};
 
 type Read = fn(&Path, &mut Vec<u8>) -> usize;
 
@@ -26,7 +27,7 @@ type Read = fn(&Path, &mut Vec<u8>) -> usize;
 fn table_today(dir: &Path, buf: &mut Vec<u8>) -> usize {
     let mut n = 0;
     for file in ["stat", "cmdline", "io"] {
-        if read_bounded(&dir.join(file), 1 << 20, buf).is_ok() {
+        if read_bytes(&dir.join(file), 1 << 20, buf).is_ok() {
             n += buf.len();
         }
     }
@@ -34,7 +35,7 @@ fn table_today(dir: &Path, buf: &mut Vec<u8>) -> usize {
 }
 
 fn cgroup_read(dir: &Path, buf: &mut Vec<u8>) -> usize {
-    read_bounded(&dir.join("cgroup"), 1 << 16, buf).map_or(0, |_| buf.len())
+    read_bytes(&dir.join("cgroup"), 1 << 16, buf).map_or(0, |_| buf.len())
 }
 
 fn cgroup(dir: &Path, buf: &mut Vec<u8>) -> usize {

@@ -38,9 +38,10 @@ use std::path::Path;
 
 use super::hierarchy::CgroupDirs;
 
-/// The most read of any one file. `memory.stat` is about 2 KiB; `io.stat`
-/// grows by a line per device that saw I/O.
-pub const MAX_BYTES: usize = 256 * 1024;
+/// The most read of any one file; a longer one is not read at all.
+/// `memory.stat` is about 2 KiB; `io.stat` grows by a line of about 90
+/// bytes per device that saw I/O, so this holds some ten thousand.
+pub const MAX_BYTES: usize = 1 << 20;
 
 /// Which hierarchy a family was read from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -319,19 +320,18 @@ pub fn parse_blkio(bytes: &[u8], ops: &[u8]) -> Vec<DeviceIo> {
 }
 
 fn read_text(path: &Path, buf: &mut Vec<u8>) -> Option<String> {
-    let truncated = super::read_bounded(path, MAX_BYTES, buf).ok()?;
-    let whole = super::complete_lines(buf, truncated);
-    String::from_utf8(whole.to_vec()).ok()
+    herakles_core::read_bytes(path, MAX_BYTES, buf).ok()?;
+    String::from_utf8(buf.clone()).ok()
 }
 
 fn read_u64(path: &Path, buf: &mut Vec<u8>) -> Option<u64> {
-    super::read_bounded(path, MAX_BYTES, buf).ok()?;
+    herakles_core::read_bytes(path, MAX_BYTES, buf).ok()?;
     parse_u64(buf)
 }
 
 fn read_keyed(path: &Path, buf: &mut Vec<u8>, keys: &[&str]) -> Vec<Option<u64>> {
-    match super::read_bounded(path, MAX_BYTES, buf) {
-        Ok(truncated) => parse_keyed(super::complete_lines(buf, truncated), keys),
+    match herakles_core::read_bytes(path, MAX_BYTES, buf) {
+        Ok(()) => parse_keyed(buf, keys),
         Err(_) => vec![None; keys.len()],
     }
 }
@@ -600,22 +600,24 @@ mod tests {
     }
 
     #[test]
-    fn long_files_are_cut_at_a_line() {
+    fn files_past_the_limit_are_not_read() {
         let t = tempfile::tempdir().unwrap();
-        let mut text = String::new();
-        let mut n = 0u32;
-        while text.len() < MAX_BYTES + 1000 {
-            text.push_str(&format!("8:{n} rbytes=1 wbytes=2 rios=3 wios=4\n"));
-            n += 1;
-        }
-        write(t.path(), &[("io.stat", &text)]);
+        let line = "8:0 rbytes=1 wbytes=2 rios=3 wios=4\n";
+        write(
+            t.path(),
+            &[("io.stat", &line.repeat(MAX_BYTES / line.len()))],
+        );
         let io = io_v2(t.path(), &mut Vec::new()).unwrap();
-        let whole_lines = text[..MAX_BYTES].matches('\n').count();
-        assert_eq!(io.devices.len(), whole_lines);
-        assert!(io
-            .devices
-            .iter()
-            .all(|d| d.write_bytes == 2 && d.writes == 4));
+        assert_eq!(io.devices.len(), 1);
+        assert_eq!(io.devices[0].write_bytes, 2);
+        write(
+            t.path(),
+            &[("io.stat", &line.repeat(MAX_BYTES / line.len() + 1))],
+        );
+        assert_eq!(io_v2(t.path(), &mut Vec::new()), None);
+        // A symbolic link where the kernel has a file is refused.
+        std::os::unix::fs::symlink("/dev/zero", t.path().join("memory.current")).unwrap();
+        assert_eq!(memory_v2(t.path(), &mut Vec::new()), None);
     }
 
     #[test]

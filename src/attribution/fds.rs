@@ -62,7 +62,7 @@ pub const MAX_BYTES: usize = 4096;
 
 /// Read the open-files limits of the process at `pid_dir`.
 pub fn read_open_files_limit(pid_dir: &Path, buf: &mut Vec<u8>) -> io::Result<Option<Limits>> {
-    super::read_bounded(&pid_dir.join("limits"), MAX_BYTES, buf)?;
+    herakles_core::read_bytes(&pid_dir.join("limits"), MAX_BYTES, buf)?;
     Ok(parse_limit(buf, OPEN_FILES))
 }
 
@@ -179,23 +179,28 @@ Max realtime timeout      unlimited            unlimited            us        \n
         cmd.spawn().unwrap()
     }
 
-    /// Wait until `pid` has become `sleep` (the descriptors are all open).
-    fn wait_exec(pid: u32) {
-        let comm = format!("/proc/{pid}/comm");
+    /// Wait until `pid` is `sleep` asleep in its system call: right after
+    /// the exec the dynamic loader and locale set-up still open and close
+    /// files of their own.
+    fn wait_asleep(pid: u32) {
+        let syscall = format!("/proc/{pid}/syscall");
+        let sleeping = [libc::SYS_nanosleep, libc::SYS_clock_nanosleep].map(|n| n.to_string());
         for _ in 0..2000 {
-            if std::fs::read_to_string(&comm).unwrap_or_default() == "sleep\n" {
+            let text = std::fs::read_to_string(&syscall).unwrap_or_default();
+            let nr = text.split_whitespace().next().unwrap_or("");
+            if sleeping.iter().any(|s| s == nr) {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        panic!("{pid} never became sleep");
+        panic!("{pid} never went to sleep");
     }
 
     #[test]
     fn counts_exactly_by_stat_and_by_listing() {
         for extra in [0, 50] {
             let mut child = sleeper(extra);
-            wait_exec(child.id());
+            wait_asleep(child.id());
             let dir = Path::new("/proc").join(child.id().to_string());
             let want = 3 + u64::from(extra);
             assert_eq!(count_open_fds(&dir).unwrap(), want);

@@ -57,15 +57,12 @@ const V1_PREFERENCE: [&str; 5] = ["name=systemd", "memory", "cpu", "cpuacct", "p
 
 impl ProcCgroup {
     /// Parse the file. Lines that are not `id:controllers:/path` are
-    /// skipped; a file with none of them parses to the empty value. Past
-    /// [`MAX_BYTES`] the rest is ignored, and so is the line it cuts: a
-    /// shortened path would name a different cgroup.
+    /// skipped; a file with none of them, or longer than [`MAX_BYTES`]
+    /// (no kernel writes one), parses to the empty value.
     pub fn parse(buf: &[u8]) -> ProcCgroup {
-        let buf = if buf.len() > MAX_BYTES {
-            super::complete_lines(&buf[..MAX_BYTES], true)
-        } else {
-            buf
-        };
+        if buf.len() > MAX_BYTES {
+            return ProcCgroup::default();
+        }
         let text = String::from_utf8_lossy(buf);
         let mut out = ProcCgroup::default();
         for line in text.lines().take(MAX_LINES) {
@@ -93,10 +90,11 @@ impl ProcCgroup {
         out
     }
 
-    /// Read and parse `<pid_dir>/cgroup`, at most [`MAX_BYTES`] of it.
+    /// Read and parse `<pid_dir>/cgroup`; a file longer than
+    /// [`MAX_BYTES`] is an error.
     pub fn read(pid_dir: &Path, buf: &mut Vec<u8>) -> std::io::Result<ProcCgroup> {
-        let truncated = super::read_bounded(&pid_dir.join("cgroup"), MAX_BYTES, buf)?;
-        Ok(ProcCgroup::parse(super::complete_lines(buf, truncated)))
+        herakles_core::read_bytes(&pid_dir.join("cgroup"), MAX_BYTES, buf)?;
+        Ok(ProcCgroup::parse(buf))
     }
 
     /// The path in the v1 hierarchy that has `controller`.
@@ -230,11 +228,14 @@ mod tests {
             text.push_str(&format!("{i}:c{i}:/p\n"));
         }
         assert_eq!(ProcCgroup::parse(text.as_bytes()).v1.len(), MAX_LINES);
-        // The line the limit cuts is dropped, not shortened.
-        let long = format!("1:memory:/kept\n0::/{}\n", "a".repeat(2 * MAX_BYTES));
-        let cg = ProcCgroup::parse(long.as_bytes());
-        assert_eq!(cg.unified, None);
-        assert_eq!(cg.v1_path("memory"), Some("/kept"));
+        // Longer than any real file: nothing, rather than a path cut short
+        // that would name another cgroup.
+        let long = format!("1:memory:/a\n0::/{}\n", "a".repeat(MAX_BYTES));
+        assert_eq!(ProcCgroup::parse(long.as_bytes()), ProcCgroup::default());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cgroup"), &long).unwrap();
+        let err = ProcCgroup::read(dir.path(), &mut Vec::new()).unwrap_err();
+        assert!(herakles_core::is_too_large(&err));
     }
 
     #[test]

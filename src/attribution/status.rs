@@ -39,10 +39,11 @@ impl Status {
 /// up to 65,536 of them: a megabyte holds that line whole.
 pub const MAX_BYTES: usize = 1 << 20;
 
-/// Read and parse `<pid_dir>/status`, at most [`MAX_BYTES`] of it.
+/// Read and parse `<pid_dir>/status`; a file longer than [`MAX_BYTES`] is
+/// an error.
 pub fn read(pid_dir: &std::path::Path, buf: &mut Vec<u8>) -> std::io::Result<Option<Status>> {
-    let truncated = super::read_bounded(&pid_dir.join("status"), MAX_BYTES, buf)?;
-    Ok(parse_status(super::complete_lines(buf, truncated)))
+    herakles_core::read_bytes(&pid_dir.join("status"), MAX_BYTES, buf)?;
+    Ok(parse_status(buf))
 }
 
 /// Parse `status`; `None` when none of its fields is found.

@@ -19,8 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The most of the file that is read. 16 MiB is some 200,000 users; a
-/// longer file is cut at a line boundary and the users past it are shown
-/// by number.
+/// longer file is not read (an error), and the names read before stay.
 pub const MAX_BYTES: usize = 16 << 20;
 
 /// What identifies one version of the file.
@@ -94,8 +93,8 @@ impl Users {
             return Ok(false);
         }
         let mut buf = Vec::new();
-        let truncated = super::read_bounded(&self.path, self.limit, &mut buf)?;
-        self.names = parse_passwd(super::complete_lines(&buf, truncated));
+        herakles_core::read_bytes(&self.path, self.limit, &mut buf)?;
+        self.names = parse_passwd(&buf);
         self.stamp = Some(stamp);
         Ok(true)
     }
@@ -245,16 +244,19 @@ mod tests {
     }
 
     #[test]
-    fn bounded_read_keeps_whole_lines() {
+    fn a_file_past_the_limit_is_an_error_and_keeps_names() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("passwd");
-        std::fs::write(&path, "aa:x:1:1::/:\nbb:x:2:2::/:\ncc:x:3:3::/:\n").unwrap();
-        // 20 bytes end inside bb's line, after "bb:x:2": not "2" cut to a
-        // wrong uid, and not bb at all.
-        let mut users = Users::with_file(path, 20);
+        std::fs::write(&path, "aa:x:1:1::/:\n").unwrap();
+        let mut users = Users::with_file(path.clone(), 20);
         users.refresh().unwrap();
-        assert_eq!(users.len(), 1);
-        assert_eq!(users.name(2).as_ref(), "2");
+        // Cut at 20 bytes, "bb:x:2" would name uid 2 when the file says
+        // 22: the file is refused whole instead.
+        std::fs::write(&path, "aa:x:1:1::/:\nbb:x:22:2::/:\n").unwrap();
+        let err = users.refresh().unwrap_err();
+        assert!(herakles_core::is_too_large(&err));
+        assert_eq!(users.name(1).as_ref(), "aa");
+        assert_eq!(users.name(22).as_ref(), "22");
     }
 
     #[test]
