@@ -18,6 +18,7 @@ use herakles_bpf_inventory as _;
 #[cfg(feature = "netprobe")]
 use herakles_netprobe as _;
 
+pub mod attribution;
 pub mod check;
 pub mod cli;
 pub mod config;
