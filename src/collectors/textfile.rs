@@ -89,7 +89,9 @@ pub struct TextfileConfig {
     pub directory: String,
     /// Largest file read, in KiB. A larger file is skipped as an error
     /// rather than read in part; this bounds what one runaway writer can
-    /// cost a scrape.
+    /// cost a scrape. At most 1 GiB: past that a textfile is the wrong
+    /// tool.
+    #[schemars(range(min = 1, max = 1048576))]
     pub max_file_kb: u64,
 }
 
