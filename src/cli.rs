@@ -926,7 +926,7 @@ fn subgroups(
 ) -> i32 {
     match explain {
         Some(target) => {
-            match crate::classify::explain_target(classifier, &config.paths.procfs, target) {
+            match crate::classify::explain_target(classifier, &config.paths.procfs, target, None) {
                 Ok(text) => {
                     print!("{text}");
                     0

@@ -27,6 +27,13 @@
 //! cmdline target that could match, which with the built-in rules is every
 //! process found by name: all built-in name rules outrank all built-in
 //! cmdline rules.
+//!
+//! # Placement regexes
+//!
+//! `unit_matches` and the other placement patterns are matched against
+//! short values (a unit name, a cgroup path) and rules using them are few,
+//! so they are simply tried in priority order, and only those that could
+//! beat the name match.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -35,7 +42,7 @@ use regex::Regex;
 
 use super::literals::required_literals;
 use super::prefilter::LiteralSet;
-use super::{normalize_cmdline, MatchedBy};
+use super::{normalize_cmdline, Attribute, MatchedBy, Placement};
 
 /// A pattern's place in the precedence order plus what to report when it
 /// wins. Lower `priority` wins.
@@ -50,10 +57,17 @@ pub(crate) struct Target {
 #[derive(Default)]
 pub(crate) struct MatcherBuilder {
     exact: NameMap,
+    placement: Vec<PlacementTarget>,
     cmdline: Vec<CmdlineTarget>,
 }
 
 struct CmdlineTarget {
+    regex: Regex,
+    target: Target,
+}
+
+struct PlacementTarget {
+    attribute: Attribute,
     regex: Regex,
     target: Target,
 }
@@ -76,8 +90,19 @@ impl MatcherBuilder {
         self.cmdline.push(CmdlineTarget { regex, target });
     }
 
+    /// Adds a placement regex, which must match the whole value of
+    /// `attribute` (the caller anchors it).
+    pub fn placement(&mut self, attribute: Attribute, regex: Regex, target: Target) {
+        self.placement.push(PlacementTarget {
+            attribute,
+            regex,
+            target,
+        });
+    }
+
     pub fn build(mut self) -> Matcher {
         self.cmdline.sort_by_key(|c| c.target.priority);
+        self.placement.sort_by_key(|p| p.target.priority);
 
         // Literal -> cmdline target indices, ascending (so priority order).
         let mut literal_ids: HashMap<Vec<u8>, usize> = HashMap::new();
@@ -119,8 +144,14 @@ impl MatcherBuilder {
         };
 
         let first_cmdline_priority = self.cmdline.first().map_or(u32::MAX, |c| c.target.priority);
+        let first_placement_priority = self
+            .placement
+            .first()
+            .map_or(u32::MAX, |p| p.target.priority);
         Matcher {
             exact: self.exact,
+            placement: self.placement,
+            first_placement_priority,
             regexes: self.cmdline.iter().map(|c| c.regex.clone()).collect(),
             cmdline_targets: self.cmdline.iter().map(|c| c.target).collect(),
             first_cmdline_priority,
@@ -134,6 +165,9 @@ impl MatcherBuilder {
 /// The compiled matcher. Immutable, so it is shared between threads freely.
 pub(crate) struct Matcher {
     exact: NameMap,
+    /// In priority order.
+    placement: Vec<PlacementTarget>,
+    first_placement_priority: u32,
     /// Cmdline regexes and their targets, parallel, in priority order.
     regexes: Vec<Regex>,
     cmdline_targets: Vec<Target>,
@@ -148,9 +182,21 @@ pub(crate) struct Matcher {
 impl Matcher {
     /// Finds the winning target. `cmdline` may be raw; it is normalized
     /// (see `Classifier::classify`) only if it has to be looked at.
-    pub fn find(&self, comm: &str, exe: &str, cmdline: &str) -> Option<(Target, MatchedBy)> {
-        let best = self.find_name(comm, exe);
-        let limit = best.map_or(u32::MAX, |(t, _)| t.priority);
+    pub fn find(
+        &self,
+        comm: &str,
+        exe: &str,
+        cmdline: &str,
+        placement: &Placement,
+    ) -> Option<(Target, MatchedBy)> {
+        let mut best = self.find_name(comm, exe);
+        let mut limit = best.map_or(u32::MAX, |(t, _)| t.priority);
+        if self.first_placement_priority < limit && !placement.is_empty() {
+            if let Some(found) = self.find_placement(placement, limit) {
+                best = Some(found);
+                limit = found.0.priority;
+            }
+        }
         if !self.cmdline_can_beat(limit) {
             return best;
         }
@@ -175,6 +221,20 @@ impl Matcher {
             (Some(c), _) => Some(c),
             (None, e) => e,
         }
+    }
+
+    /// The best placement target with priority below `limit`, if any
+    /// matches.
+    fn find_placement(&self, placement: &Placement, limit: u32) -> Option<(Target, MatchedBy)> {
+        self.placement
+            .iter()
+            .take_while(|p| p.target.priority < limit)
+            .find(|p| {
+                placement
+                    .get(p.attribute)
+                    .is_some_and(|v| p.regex.is_match(v))
+            })
+            .map(|p| (p.target, MatchedBy::Placement(p.attribute)))
     }
 
     /// Whether some cmdline target outranks `limit`, i.e. whether looking at
@@ -319,6 +379,12 @@ impl Hasher for NameHasher {
 mod tests {
     use super::*;
 
+    impl Matcher {
+        fn find_any(&self, comm: &str, exe: &str, cmdline: &str) -> Option<(Target, MatchedBy)> {
+            self.find(comm, exe, cmdline, &Placement::default())
+        }
+    }
+
     fn target(priority: u32) -> Target {
         Target {
             priority,
@@ -337,22 +403,76 @@ mod tests {
         let m = b.build();
         let cmd = "java -cp kafka.jar kafka.Kafka";
         assert_eq!(
-            m.find("java", "", cmd),
+            m.find_any("java", "", cmd),
             Some((target(3), MatchedBy::Cmdline))
         );
         assert_eq!(
-            m.find("java", "", "java Foo"),
+            m.find_any("java", "", "java Foo"),
             Some((target(5), MatchedBy::Comm))
         );
         assert_eq!(
-            m.find("x", "java", "kafka"),
+            m.find_any("x", "java", "kafka"),
             Some((target(5), MatchedBy::Exe))
         );
         assert_eq!(
-            m.find("x", "y", "kafka"),
+            m.find_any("x", "y", "kafka"),
             Some((target(7), MatchedBy::Cmdline))
         );
-        assert_eq!(m.find("x", "y", "z"), None);
+        assert_eq!(m.find_any("x", "y", "z"), None);
+    }
+
+    #[test]
+    fn placement_ranks_by_priority_and_needs_a_value() {
+        let anchored = |s: &str| Regex::new(&format!("^(?:{s})$")).unwrap();
+        let mut b = MatcherBuilder::default();
+        b.exact("nginx", target(2));
+        b.placement(Attribute::Unit, anchored("web.*"), target(1));
+        b.placement(Attribute::User, anchored("www-data"), target(4));
+        b.placement(Attribute::Cgroup, anchored("/.*"), target(6));
+        b.cmdline(Regex::new("nginx").unwrap(), target(3));
+        let m = b.build();
+        let unit = Placement {
+            unit: Some("web-1.service"),
+            user: Some("www-data"),
+            ..Placement::default()
+        };
+        // A better placement beats the name; a worse one does not.
+        assert_eq!(
+            m.find("nginx", "nginx", "nginx", &unit),
+            Some((target(1), MatchedBy::Placement(Attribute::Unit)))
+        );
+        let user = Placement {
+            user: Some("www-data"),
+            ..Placement::default()
+        };
+        assert_eq!(
+            m.find("nginx", "nginx", "", &user),
+            Some((target(2), MatchedBy::Comm))
+        );
+        // Placement beats a worse cmdline pattern, loses to a better one.
+        assert_eq!(
+            m.find("x", "x", "nginx", &user),
+            Some((target(3), MatchedBy::Cmdline))
+        );
+        assert_eq!(
+            m.find("x", "x", "", &user),
+            Some((target(4), MatchedBy::Placement(Attribute::User)))
+        );
+        // Whole values only, and an unknown value matches nothing.
+        let partial = Placement {
+            user: Some("www-data2"),
+            unit: Some("a-web.service"),
+            ..Placement::default()
+        };
+        assert_eq!(m.find("x", "x", "", &partial), None);
+        let cgroup = Placement {
+            cgroup: Some("/system.slice"),
+            ..Placement::default()
+        };
+        assert_eq!(
+            m.find("x", "x", "", &cgroup),
+            Some((target(6), MatchedBy::Placement(Attribute::Cgroup)))
+        );
     }
 
     #[test]
@@ -363,8 +483,8 @@ mod tests {
         b.cmdline(Regex::new("abcd").unwrap(), target(2));
         b.cmdline(Regex::new("bc$").unwrap(), target(1));
         let m = b.build();
-        assert_eq!(m.find("", "", "xabcd").map(|h| h.0), Some(target(2)));
-        assert_eq!(m.find("", "", "xabc").map(|h| h.0), Some(target(1)));
+        assert_eq!(m.find_any("", "", "xabcd").map(|h| h.0), Some(target(2)));
+        assert_eq!(m.find_any("", "", "xabc").map(|h| h.0), Some(target(1)));
     }
 
     #[test]
@@ -373,7 +493,7 @@ mod tests {
         b.cmdline(Regex::new(r"(?i)KAFKA").unwrap(), target(1));
         let m = b.build();
         assert_eq!(m.unfiltered_cmdline_patterns(), ["(?i)KAFKA"]);
-        assert_eq!(m.find("", "", "kafka").map(|h| h.0), Some(target(1)));
+        assert_eq!(m.find_any("", "", "kafka").map(|h| h.0), Some(target(1)));
     }
 
     #[test]
@@ -384,11 +504,11 @@ mod tests {
         }
         let m = b.build();
         assert_eq!(
-            m.find("", "", "a needle0999x b").map(|h| h.0),
+            m.find_any("", "", "a needle0999x b").map(|h| h.0),
             Some(target(999))
         );
         assert_eq!(
-            m.find("", "", "needle0998x needle0042x").map(|h| h.0),
+            m.find_any("", "", "needle0998x needle0042x").map(|h| h.0),
             Some(target(42))
         );
     }

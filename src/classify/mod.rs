@@ -3,13 +3,14 @@
 //! Every process the exporter reports carries a `group` (`db`, `web`,
 //! `container`, ...) and a `subgroup` (`postgres`, `nginx`, `kubelet`, ...)
 //! label, and the per-group aggregates and top-N metrics are keyed by them.
-//! This module decides those labels from three things the process collectors
-//! read out of `/proc/<pid>`: the `comm` (kernel task name, truncated to 15
-//! bytes), the basename of the `exe` link, and the `cmdline`.
+//! This module decides those labels from what the process collectors read
+//! out of `/proc/<pid>`: the `comm` (kernel task name, truncated to 15
+//! bytes), the basename of the `exe` link, the `cmdline`, and where the
+//! process runs (its [`Placement`]: systemd unit, container, cgroup, user).
 //!
 //! # Rules
 //!
-//! A rule names a group and subgroup and gives patterns of two kinds:
+//! A rule names a group and subgroup and gives patterns of three kinds:
 //!
 //! * `matches`: names compared *exactly* (case-sensitively) with the comm
 //!   and, separately, with the exe basename. Because the kernel truncates
@@ -20,6 +21,16 @@
 //!   NUL separators have been replaced by spaces. This is how processes that
 //!   share one runtime binary are told apart: every JVM's comm is `java`, so
 //!   Kafka is recognised by `kafka.Kafka` in its cmdline.
+//! * placement: `unit_matches`, `container_matches`, `cgroup_matches` and
+//!   `user_matches`, regexes that must match the *whole* systemd unit
+//!   (`nginx.service`), container (`<runtime>://<id>`, as Kubernetes
+//!   writes a container id: `containerd://4f1a...`), cgroup path or user
+//!   name. They classify by where a process was put rather than what it
+//!   is: every process of `backup.service`, of any Docker container
+//!   (`docker://.*`), of user `postgres`.
+//!
+//! The patterns of one rule are alternatives: the rule matches when any of
+//! them does.
 //!
 //! Rules come from TOML files, in the shape
 //!
@@ -44,11 +55,13 @@
 //!    file (see [`RuleSources`]) beats a later one. An operator can therefore
 //!    re-label anything, including with a cmdline rule against a built-in
 //!    name rule.
-//! 2. **Kind.** Within one file, any `matches` rule beats any
-//!    `cmdline_matches` rule: a name is the process's own claim about what
-//!    it is, a cmdline pattern is circumstantial.
+//! 2. **Kind.** Within one file, any `matches` rule beats any placement
+//!    rule, which beats any `cmdline_matches` rule: a name is the process's
+//!    own claim about what it is; where the operator or the system put it
+//!    is the next best evidence; a cmdline pattern is circumstantial.
 //! 3. **Order.** Within one file and kind, the earlier rule wins, and within
-//!    one rule the earlier pattern. Comm and exe basename are equal partners:
+//!    one rule the earlier pattern (placement patterns in the order unit,
+//!    container, cgroup, user). Comm and exe basename are equal partners:
 //!    whichever names the earlier rule wins (the comm on a tie).
 //!
 //! So in the built-in file, generic runtime rules (`java`, `python`, `node`,
@@ -64,10 +77,12 @@
 //! one hash probe per name, and only when no name matches (or only a weaker
 //! one does) a single multi-literal scan of the cmdline (Aho-Corasick's
 //! SIMD Teddy searcher) that selects the few regexes worth running; see
-//! `matcher.rs` and `prefilter.rs` for the design. Labels are
-//! `Arc<str>` interned at load, so a [`Classification`] is two reference
-//! count increments and no allocation. Results depend only on the three
-//! inputs, so callers may cache them per (pid, start time).
+//! `matcher.rs` and `prefilter.rs` for the design. Placement patterns are
+//! few and their values short; they are tried in precedence order, and only
+//! when they could beat the name match. Labels are `Arc<str>` interned at
+//! load, so a [`Classification`] is two reference count increments and no
+//! allocation. Results depend only on the inputs, so callers may cache them
+//! per (pid, start time) until the process execs or moves.
 
 mod literals;
 mod matcher;
@@ -113,12 +128,87 @@ struct Rule {
     group: Arc<str>,
     subgroup: Arc<str>,
     matches: Vec<Box<str>>,
+    /// Placement patterns: the attribute, the source as written, and the
+    /// anchored regex.
+    placement: Vec<(Attribute, Box<str>, Regex)>,
     cmdline_matches: Vec<Regex>,
     /// Priority shared by all of this rule's `matches` patterns.
     exact_priority: u32,
+    /// Priority of the first placement pattern; pattern `j` has this
+    /// plus `j`.
+    placement_priority: u32,
     /// Priority of the first `cmdline_matches` pattern; pattern `j` has
     /// this plus `j`.
     cmdline_priority: u32,
+}
+
+/// A fact about where a process runs, which placement rules match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Attribute {
+    /// The systemd unit, `nginx.service`.
+    Unit,
+    /// The container, `<runtime>://<id>`.
+    Container,
+    /// The cgroup path, `/system.slice/nginx.service`.
+    Cgroup,
+    /// The user name (or the uid, for a user the passwd file lacks).
+    User,
+}
+
+impl Attribute {
+    /// In precedence order within a rule.
+    pub const ALL: [Attribute; 4] = [
+        Attribute::Unit,
+        Attribute::Container,
+        Attribute::Cgroup,
+        Attribute::User,
+    ];
+
+    /// The rule file key.
+    pub fn key(self) -> &'static str {
+        match self {
+            Attribute::Unit => "unit_matches",
+            Attribute::Container => "container_matches",
+            Attribute::Cgroup => "cgroup_matches",
+            Attribute::User => "user_matches",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Attribute::Unit => "unit",
+            Attribute::Container => "container",
+            Attribute::Cgroup => "cgroup",
+            Attribute::User => "user",
+        }
+    }
+}
+
+/// Where a process runs, for placement rules. A fact that is `None`
+/// (unknown, or the process has none: no container, no unit) matches no
+/// pattern, not even `.*`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Placement<'a> {
+    pub unit: Option<&'a str>,
+    /// `<runtime>://<id>`.
+    pub container: Option<&'a str>,
+    pub cgroup: Option<&'a str>,
+    pub user: Option<&'a str>,
+}
+
+impl<'a> Placement<'a> {
+    pub fn get(&self, attribute: Attribute) -> Option<&'a str> {
+        match attribute {
+            Attribute::Unit => self.unit,
+            Attribute::Container => self.container,
+            Attribute::Cgroup => self.cgroup,
+            Attribute::User => self.user,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Placement::default()
+    }
 }
 
 /// The labels chosen for a process, and the rule that chose them.
@@ -147,7 +237,8 @@ impl RuleRef {
     }
 
     /// The pattern's index within its rule's `matches` (for
-    /// [`MatchedBy::Comm`] and [`MatchedBy::Exe`]) or `cmdline_matches`.
+    /// [`MatchedBy::Comm`] and [`MatchedBy::Exe`]), its placement patterns
+    /// (in the order unit, container, cgroup, user) or `cmdline_matches`.
     pub fn pattern_index(&self) -> usize {
         self.pattern as usize
     }
@@ -160,6 +251,8 @@ pub enum MatchedBy {
     Comm,
     /// A `matches` name equal to the exe basename.
     Exe,
+    /// A placement regex matching the whole attribute.
+    Placement(Attribute),
     /// A `cmdline_matches` regex found in the cmdline.
     Cmdline,
 }
@@ -169,6 +262,7 @@ impl fmt::Display for MatchedBy {
         f.write_str(match self {
             MatchedBy::Comm => "comm",
             MatchedBy::Exe => "exe basename",
+            MatchedBy::Placement(a) => a.name(),
             MatchedBy::Cmdline => "cmdline",
         })
     }
@@ -201,6 +295,8 @@ pub struct RuleInfo {
     pub group: Arc<str>,
     pub subgroup: Arc<str>,
     pub matches: Vec<String>,
+    /// Placement patterns as written, in precedence order.
+    pub placement: Vec<(Attribute, String)>,
     pub cmdline_matches: Vec<String>,
 }
 
@@ -264,15 +360,26 @@ impl Classifier {
                     group: intern(rule.group),
                     subgroup: intern(rule.subgroup),
                     matches: rule.matches.into_iter().map(Into::into).collect(),
+                    placement: rule
+                        .placement
+                        .into_iter()
+                        .map(|(a, source, re)| (a, source.into(), re))
+                        .collect(),
                     cmdline_matches: rule.cmdline_matches.into_iter().map(|(_, re)| re).collect(),
                     exact_priority: 0,
+                    placement_priority: 0,
                     cmdline_priority: 0,
                 });
             }
-            // All of a file's name rules, then all of its cmdline rules.
+            // All of a file's name rules, then all of its placement rules,
+            // then all of its cmdline rules.
             for rule in &mut rules[first..] {
                 rule.exact_priority = priority;
                 priority += 1;
+            }
+            for rule in &mut rules[first..] {
+                rule.placement_priority = priority;
+                priority += rule.placement.len() as u32;
             }
             for rule in &mut rules[first..] {
                 rule.cmdline_priority = priority;
@@ -288,6 +395,17 @@ impl Classifier {
                     name,
                     Target {
                         priority: rule.exact_priority,
+                        rule: index,
+                        pattern: j as u32,
+                    },
+                );
+            }
+            for (j, (attribute, _, regex)) in rule.placement.iter().enumerate() {
+                builder.placement(
+                    *attribute,
+                    regex.clone(),
+                    Target {
+                        priority: rule.placement_priority + j as u32,
                         rule: index,
                         pattern: j as u32,
                     },
@@ -329,9 +447,21 @@ impl Classifier {
     /// convert, joined input none. A trailing newline on `comm` (as read
     /// from `/proc/<pid>/comm`) is ignored too.
     pub fn classify(&self, comm: &str, exe_basename: &str, cmdline: &str) -> Classification {
+        self.classify_placed(comm, exe_basename, cmdline, &Placement::default())
+    }
+
+    /// Classifies one process whose [`Placement`] is known, so that
+    /// placement rules can match it.
+    pub fn classify_placed(
+        &self,
+        comm: &str,
+        exe_basename: &str,
+        cmdline: &str,
+        placement: &Placement,
+    ) -> Classification {
         match self
             .matcher
-            .find(normalize_comm(comm), exe_basename, cmdline)
+            .find(normalize_comm(comm), exe_basename, cmdline, placement)
         {
             Some((target, matched_by)) => {
                 let rule = &self.rules[target.rule as usize];
@@ -356,7 +486,25 @@ impl Classifier {
     /// Says in prose which rule classifies this process and why, what else
     /// matched but lost on precedence, or that nothing matched.
     pub fn explain(&self, comm: &str, exe_basename: &str, cmdline: &str) -> String {
-        render::explain(self, comm, exe_basename, cmdline)
+        render::explain(self, comm, exe_basename, cmdline, None)
+    }
+
+    /// [`Classifier::explain`] for a process whose placement is known,
+    /// which the report shows.
+    pub fn explain_placed(
+        &self,
+        comm: &str,
+        exe_basename: &str,
+        cmdline: &str,
+        placement: &Placement,
+    ) -> String {
+        render::explain(self, comm, exe_basename, cmdline, Some(placement))
+    }
+
+    /// Whether any rule matches on placement: without, a caller need not
+    /// learn where processes run to classify them.
+    pub fn uses_placement(&self) -> bool {
+        self.rules.iter().any(|r| !r.placement.is_empty())
     }
 
     /// Every subgroup with its rules, sorted by group then subgroup.
@@ -406,6 +554,11 @@ impl Classifier {
             group: rule.group.clone(),
             subgroup: rule.subgroup.clone(),
             matches: rule.matches.iter().map(|m| m.to_string()).collect(),
+            placement: rule
+                .placement
+                .iter()
+                .map(|(a, source, _)| (*a, source.to_string()))
+                .collect(),
             cmdline_matches: rule
                 .cmdline_matches
                 .iter()
@@ -419,6 +572,7 @@ impl Classifier {
         let r = &self.rules[rule.rule as usize];
         match rule.matched_by {
             MatchedBy::Comm | MatchedBy::Exe => &r.matches[rule.pattern as usize],
+            MatchedBy::Placement(_) => &r.placement[rule.pattern as usize].1,
             MatchedBy::Cmdline => r.cmdline_matches[rule.pattern as usize].as_str(),
         }
     }
@@ -426,7 +580,13 @@ impl Classifier {
     /// Every matching pattern, best first, found by trying every pattern of
     /// every rule. Its first element is by definition the right answer, which
     /// makes it the reference the fast path is tested against.
-    pub(crate) fn all_matches(&self, comm: &str, exe: &str, cmdline: &str) -> Vec<RuleMatch> {
+    pub(crate) fn all_matches(
+        &self,
+        comm: &str,
+        exe: &str,
+        cmdline: &str,
+        placement: &Placement,
+    ) -> Vec<RuleMatch> {
         let comm = normalize_comm(comm);
         let cmdline = normalize_cmdline(cmdline);
         let mut found = Vec::new();
@@ -447,6 +607,12 @@ impl Classifier {
                 }
                 if **name == *exe {
                     hit(rule.exact_priority, j, MatchedBy::Exe);
+                }
+            }
+            for (j, (attribute, _, regex)) in rule.placement.iter().enumerate() {
+                if placement.get(*attribute).is_some_and(|v| regex.is_match(v)) {
+                    let matched_by = MatchedBy::Placement(*attribute);
+                    hit(rule.placement_priority + j as u32, j, matched_by);
                 }
             }
             for (j, regex) in rule.cmdline_matches.iter().enumerate() {

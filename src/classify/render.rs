@@ -9,7 +9,10 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
 
-use super::{Classifier, MatchedBy, RuleRef, SubgroupInfo, OTHER_GROUP, UNKNOWN_SUBGROUP};
+use super::{
+    Attribute, Classifier, MatchedBy, Placement, RuleRef, SubgroupInfo, OTHER_GROUP,
+    UNKNOWN_SUBGROUP,
+};
 
 /// Longest cmdline shown verbatim in an explanation; JVM classpaths run to
 /// tens of kilobytes and would bury the answer.
@@ -41,11 +44,12 @@ pub fn render_list(c: &Classifier, group: Option<&str>, verbose: bool) -> String
     let subgroup_width = column_width("SUBGROUP", subgroups.iter().map(|s| &*s.subgroup));
     let _ = writeln!(
         out,
-        "{:group_width$}  {:subgroup_width$}  {:>5}  {:>7}  SOURCE",
-        "GROUP", "SUBGROUP", "NAMES", "CMDLINE"
+        "{:group_width$}  {:subgroup_width$}  {:>5}  {:>9}  {:>7}  SOURCE",
+        "GROUP", "SUBGROUP", "NAMES", "PLACEMENT", "CMDLINE"
     );
     for s in &subgroups {
         let names: usize = s.rules.iter().map(|r| r.matches.len()).sum();
+        let placed: usize = s.rules.iter().map(|r| r.placement.len()).sum();
         let cmdlines: usize = s.rules.iter().map(|r| r.cmdline_matches.len()).sum();
         let mut sources: Vec<String> = Vec::new();
         for rule in &s.rules {
@@ -56,7 +60,7 @@ pub fn render_list(c: &Classifier, group: Option<&str>, verbose: bool) -> String
         }
         let _ = writeln!(
             out,
-            "{:group_width$}  {:subgroup_width$}  {names:>5}  {cmdlines:>7}  {}",
+            "{:group_width$}  {:subgroup_width$}  {names:>5}  {placed:>9}  {cmdlines:>7}  {}",
             s.group,
             s.subgroup,
             sources.join(", ")
@@ -70,6 +74,9 @@ pub fn render_list(c: &Classifier, group: Option<&str>, verbose: bool) -> String
                 );
                 if !rule.matches.is_empty() {
                     let _ = writeln!(out, "      names:   {}", rule.matches.join(" "));
+                }
+                for (attribute, pattern) in &rule.placement {
+                    let _ = writeln!(out, "      {:<8} {pattern}", label(*attribute));
                 }
                 for pattern in &rule.cmdline_matches {
                     let _ = writeln!(out, "      cmdline: {pattern}");
@@ -95,26 +102,42 @@ fn column_width<'a>(title: &str, values: impl Iterator<Item = &'a str>) -> usize
         .max(title.len())
 }
 
-/// Backs [`Classifier::explain`].
-pub(super) fn explain(c: &Classifier, comm: &str, exe: &str, cmdline: &str) -> String {
+/// Backs [`Classifier::explain`] and [`Classifier::explain_placed`].
+pub(super) fn explain(
+    c: &Classifier,
+    comm: &str,
+    exe: &str,
+    cmdline: &str,
+    placement: Option<&Placement>,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "comm:    {comm:?}");
     let _ = writeln!(out, "exe:     {exe:?}");
     let _ = writeln!(out, "cmdline: {}", shorten(cmdline));
+    if let Some(placement) = placement {
+        for attribute in Attribute::ALL {
+            let value = match placement.get(attribute) {
+                Some(v) => format!("{v:?}"),
+                None => "none".to_string(),
+            };
+            let _ = writeln!(out, "{:<8} {value}", label(attribute));
+        }
+    }
+    let placement = placement.copied().unwrap_or_default();
 
-    let found = c.all_matches(comm, exe, cmdline);
+    let found = c.all_matches(comm, exe, cmdline, &placement);
     let Some(winner) = found.first() else {
         let _ = writeln!(
             out,
             "result:  {OTHER_GROUP}/{UNKNOWN_SUBGROUP}: no rule matches the comm, \
-             the exe basename or the cmdline ({} rules from: {})",
+             the exe basename, the placement or the cmdline ({} rules from: {})",
             c.rules.len(),
             sources(c)
         );
         return out;
     };
     debug_assert_eq!(
-        c.classify(comm, exe, cmdline).rule,
+        c.classify_placed(comm, exe, cmdline, &placement).rule,
         Some(winner.rule_ref),
         "fast path disagrees with the exhaustive search"
     );
@@ -143,9 +166,15 @@ pub(super) fn explain(c: &Classifier, comm: &str, exe: &str, cmdline: &str) -> S
     let _ = writeln!(
         out,
         "precedence: user files before built-in rules; within a file, name \
-         (comm/exe) rules before cmdline rules; then the earlier rule"
+         (comm/exe) rules, then placement (unit/container/cgroup/user) rules, \
+         then cmdline rules; then the earlier rule"
     );
     out
+}
+
+/// `unit:`, padded with the other labels of a report.
+fn label(attribute: Attribute) -> String {
+    format!("{}:", attribute.name())
 }
 
 fn describe(c: &Classifier, rule_ref: RuleRef) -> String {
@@ -154,6 +183,7 @@ fn describe(c: &Classifier, rule_ref: RuleRef) -> String {
     let how = match rule_ref.matched_by {
         MatchedBy::Comm => format!("the comm equals name {pattern:?}"),
         MatchedBy::Exe => format!("the exe basename equals name {pattern:?}"),
+        MatchedBy::Placement(a) => format!("the {} matches regex {pattern:?}", a.name()),
         MatchedBy::Cmdline => format!("the cmdline matches regex {pattern:?}"),
     };
     format!(
@@ -189,10 +219,18 @@ fn shorten(cmdline: &str) -> String {
 /// both comm and exe basename, with an empty cmdline, which answers "what
 /// would a process called this be?".
 ///
+/// `placement` is where the process runs, when the caller could tell (see
+/// `process::placement`); placement rules are tried only then.
+///
 /// Errors (no such process, unreadable comm) are returned as the message to
 /// print. An unreadable exe link is not an error: it is normal for other
 /// users' processes and for kernel threads, and is reported in the output.
-pub fn explain_target(c: &Classifier, procfs: &Path, target: &str) -> Result<String, String> {
+pub fn explain_target(
+    c: &Classifier,
+    procfs: &Path,
+    target: &str,
+    placement: Option<&Placement>,
+) -> Result<String, String> {
     let target = target.trim();
     if target.is_empty() {
         return Err("nothing to explain: give a PID or a process name".to_string());
@@ -226,6 +264,6 @@ pub fn explain_target(c: &Classifier, procfs: &Path, target: &str) -> Result<Str
     if let Some(note) = exe_note {
         let _ = writeln!(out, "note:    {note}");
     }
-    out.push_str(&c.explain(comm, &exe, &cmdline));
+    out.push_str(&explain(c, comm, &exe, &cmdline, placement));
     Ok(out)
 }

@@ -17,6 +17,8 @@ use regex::Regex;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::Attribute;
+
 /// The built-in rules, compiled into the binary so the exporter classifies
 /// well with no files installed at all.
 pub(crate) const BUILTIN_RULES: &str = include_str!("../../config/subgroups.toml");
@@ -256,6 +258,10 @@ pub(crate) struct ParsedRule {
     pub group: String,
     pub subgroup: String,
     pub matches: Vec<String>,
+    /// Placement patterns, in the order unit, container, cgroup, user,
+    /// each kind in file order: the source as written, and the regex
+    /// anchored to match the whole value.
+    pub placement: Vec<(Attribute, String, Regex)>,
     pub cmdline_matches: Vec<(String, Regex)>,
 }
 
@@ -278,6 +284,25 @@ struct RawRule {
     matches: Vec<Spanned<String>>,
     #[serde(default)]
     cmdline_matches: Vec<Spanned<String>>,
+    #[serde(default)]
+    unit_matches: Vec<Spanned<String>>,
+    #[serde(default)]
+    container_matches: Vec<Spanned<String>>,
+    #[serde(default)]
+    cgroup_matches: Vec<Spanned<String>>,
+    #[serde(default)]
+    user_matches: Vec<Spanned<String>>,
+}
+
+impl RawRule {
+    fn placement(&self, attribute: Attribute) -> &[Spanned<String>] {
+        match attribute {
+            Attribute::Unit => &self.unit_matches,
+            Attribute::Container => &self.container_matches,
+            Attribute::Cgroup => &self.cgroup_matches,
+            Attribute::User => &self.user_matches,
+        }
+    }
 }
 
 // A forgiving view of the same document, used only after the strict parse
@@ -345,10 +370,12 @@ pub(crate) fn parse_rules(origin: &RuleOrigin, text: &str) -> Result<ParsedFile,
                 ));
             }
         }
-        if raw.matches.is_empty() && raw.cmdline_matches.is_empty() {
+        let no_placement = Attribute::ALL.iter().all(|a| raw.placement(*a).is_empty());
+        if raw.matches.is_empty() && raw.cmdline_matches.is_empty() && no_placement {
             return Err(fail(
                 rule_start,
-                "rule has neither `matches` nor `cmdline_matches`, so it can never match"
+                "rule has no pattern (`matches`, `cmdline_matches`, `unit_matches`, \
+                 `container_matches`, `cgroup_matches` or `user_matches`), so it can never match"
                     .to_string(),
             ));
         }
@@ -387,6 +414,48 @@ pub(crate) fn parse_rules(origin: &RuleOrigin, text: &str) -> Result<ParsedFile,
             }
         }
 
+        let mut placement = Vec::new();
+        for attribute in Attribute::ALL {
+            for pattern in raw.placement(attribute) {
+                let source = pattern.get_ref();
+                if source.is_empty() {
+                    return Err(fail(
+                        pattern.span().start,
+                        format!(
+                            "empty `{}` pattern: use \".*\" to match any",
+                            attribute.key()
+                        ),
+                    ));
+                }
+                // Compiled alone first: a pattern that is not a regex by
+                // itself (`a)|(b`) could turn valid once wrapped below, and
+                // then mean something else than anchored.
+                if let Err(err) = Regex::new(source) {
+                    return Err(fail(
+                        pattern.span().start,
+                        format!(
+                            "invalid regex `{source}`: {}",
+                            crate::util::regex_error_line(&err)
+                        ),
+                    ));
+                }
+                // The whole value must match: `root` is not `rootless`,
+                // `nginx.service` not `nginx.service.d`.
+                match Regex::new(&format!("^(?:{source})$")) {
+                    Ok(regex) => placement.push((attribute, source.clone(), regex)),
+                    Err(err) => {
+                        return Err(fail(
+                            pattern.span().start,
+                            format!(
+                                "invalid regex `{source}`: {}",
+                                crate::util::regex_error_line(&err)
+                            ),
+                        ))
+                    }
+                }
+            }
+        }
+
         let position = lines.locate(rule_start);
         let key = (raw.group.get_ref().clone(), raw.subgroup.get_ref().clone());
         match first_of.entry(key) {
@@ -412,6 +481,7 @@ pub(crate) fn parse_rules(origin: &RuleOrigin, text: &str) -> Result<ParsedFile,
             group: raw.group.into_inner(),
             subgroup: raw.subgroup.into_inner(),
             matches,
+            placement,
             cmdline_matches,
         });
     }
@@ -593,7 +663,7 @@ matches = ["nginx"]
         assert_eq!(e.rule_number(), Some(2));
         assert!(
             e.to_string()
-                .starts_with("test.toml:6:1: rule has neither `matches` nor `cmdline_matches`"),
+                .starts_with("test.toml:6:1: rule has no pattern (`matches`, `cmdline_matches`"),
             "{e}"
         );
         assert!(e.to_string().ends_with("(rule 2: db/ghost)"), "{e}");

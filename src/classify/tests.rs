@@ -504,9 +504,175 @@ fn load_reads_the_explicit_file() {
     assert_eq!(
         err.to_string(),
         format!(
-            "{}:1:14: rule has neither `matches` nor `cmdline_matches`, so it can never match (rule 1: a/b)",
+            "{}:1:14: rule has no pattern (`matches`, `cmdline_matches`, `unit_matches`, \
+             `container_matches`, `cgroup_matches` or `user_matches`), so it can never match \
+             (rule 1: a/b)",
             path.display()
         )
+    );
+}
+
+// ------------------------------------------------------------ placement
+
+const PLACED: &str = r#"subgroups = [
+  { group = "db", subgroup = "custom-pg", matches = ["pg-custom"] },
+  { group = "batch", subgroup = "backup", unit_matches = ['backup(@.*)?\.service'] },
+  { group = "apps", subgroup = "docker", container_matches = ["docker://.*"] },
+  { group = "apps", subgroup = "tenant", cgroup_matches = ["/tenants/[a-z]+(/.*)?"] },
+  { group = "people", subgroup = "alice", user_matches = ["alice", "1000"] },
+  { group = "u", subgroup = "cmd", cmdline_matches = ["--tenant"] },
+]"#;
+
+fn placed() -> Classifier {
+    with_user_files(&[("placed.toml", PLACED)])
+}
+
+fn at<'a>(unit: &'a str, container: &'a str, cgroup: &'a str, user: &'a str) -> Placement<'a> {
+    let some = |s: &'a str| (!s.is_empty()).then_some(s);
+    Placement {
+        unit: some(unit),
+        container: some(container),
+        cgroup: some(cgroup),
+        user: some(user),
+    }
+}
+
+fn placed_labels(c: &Classifier, comm: &str, cmdline: &str, p: &Placement) -> (String, String) {
+    let got = c.classify_placed(comm, comm, cmdline, p);
+    (got.group.to_string(), got.subgroup.to_string())
+}
+
+#[test]
+fn placement_rules_match_whole_values() {
+    let c = placed();
+    assert!(c.uses_placement());
+    assert!(!Classifier::builtin().uses_placement());
+    let p = at("backup@daily.service", "", "/system.slice/x", "");
+    assert_eq!(placed_labels(&c, "tar", "", &p), is("batch", "backup"));
+    // Not the whole unit name.
+    let p = at("backup.service.d", "", "", "");
+    assert_eq!(placed_labels(&c, "tar", "", &p), is("other", "unknown"));
+    let p = at("", "docker://4f1a", "", "");
+    assert_eq!(placed_labels(&c, "zz-x", "", &p), is("apps", "docker"));
+    let p = at("", "containerd://4f1a", "", "");
+    assert_eq!(placed_labels(&c, "zz-x", "", &p), is("other", "unknown"));
+    let p = at("", "", "/tenants/acme/web", "");
+    assert_eq!(placed_labels(&c, "zz-x", "", &p), is("apps", "tenant"));
+    let p = at("", "", "", "1000");
+    assert_eq!(placed_labels(&c, "zz-x", "", &p), is("people", "alice"));
+    let p = at("", "", "", "alicex");
+    assert_eq!(placed_labels(&c, "zz-x", "", &p), is("other", "unknown"));
+    // Unknown placement: those rules cannot match, the others still do.
+    assert_eq!(labels(&c, "zz-x", "zz-x", ""), is("other", "unknown"));
+    assert_eq!(labels(&c, "pg-custom", "", ""), is("db", "custom-pg"));
+}
+
+#[test]
+fn placement_precedence() {
+    let c = placed();
+    // Within a file: name rules, then placement rules, then cmdline rules.
+    let p = at("backup.service", "", "", "alice");
+    assert_eq!(
+        placed_labels(&c, "pg-custom", "", &p),
+        is("db", "custom-pg")
+    );
+    assert_eq!(
+        placed_labels(&c, "zz-x", "x --tenant y", &p),
+        is("batch", "backup")
+    );
+    assert_eq!(
+        placed_labels(&c, "zz-x", "x --tenant y", &Placement::default()),
+        is("u", "cmd")
+    );
+    // Among placement rules, the earlier rule (unit before user here).
+    let got = c.classify_placed("zz-x", "zz-x", "", &p);
+    assert_eq!(
+        got.rule.map(|r| r.matched_by()),
+        Some(MatchedBy::Placement(Attribute::Unit))
+    );
+    // A user file's placement rule beats a built-in name rule; a built-in
+    // cmdline... there are no built-in placement rules, so a later user
+    // file's name rule beats an earlier file's nothing-matching.
+    let p = at("backup.service", "", "", "");
+    assert_eq!(placed_labels(&c, "postgres", "", &p), is("batch", "backup"));
+    let two = with_user_files(&[
+        (
+            "first.toml",
+            r#"subgroups = [{ group = "a", subgroup = "cmd", cmdline_matches = ["--x"] }]"#,
+        ),
+        (
+            "second.toml",
+            r#"subgroups = [{ group = "b", subgroup = "unit", unit_matches = ["u.service"] }]"#,
+        ),
+    ]);
+    let p = at("u.service", "", "", "");
+    assert_eq!(placed_labels(&two, "zz-x", "--x", &p), is("a", "cmd"));
+    assert_eq!(placed_labels(&two, "zz-x", "", &p), is("b", "unit"));
+}
+
+#[test]
+fn placement_rule_errors_name_file_line_and_rule() {
+    let origin = RuleOrigin::File(PathBuf::from("t.toml"));
+    let text =
+        "subgroups = [\n  { group = \"a\", subgroup = \"b\", unit_matches = [\"x(\"] },\n]\n";
+    let e = parse_rules(&origin, text).unwrap_err();
+    assert_eq!(e.line(), Some(2), "{e}");
+    assert_eq!(e.column(), Some(50), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("t.toml:2:50: invalid regex `x(`: unclosed group"),
+        "{e}"
+    );
+    assert!(e.to_string().ends_with("(rule 1: a/b)"), "{e}");
+    let text = r#"subgroups = [{ group = "a", subgroup = "b", user_matches = [""] }]"#;
+    let e = parse_rules(&origin, text).unwrap_err();
+    assert!(e.message().contains("empty `user_matches`"), "{e}");
+    let text = r#"subgroups = [{ group = "a", subgroup = "b", units = ["x"] }]"#;
+    let e = parse_rules(&origin, text).unwrap_err();
+    assert!(e.message().contains("units"), "{e}");
+    // A pattern that only anchoring breaks (an unbalanced group closed by
+    // the wrapper) is still refused.
+    let text = r#"subgroups = [{ group = "a", subgroup = "b", cgroup_matches = ["a)|(b"] }]"#;
+    assert!(parse_rules(&origin, text).is_err());
+}
+
+#[test]
+fn explain_shows_placement_and_why() {
+    let c = placed();
+    let p = at(
+        "backup.service",
+        "",
+        "/system.slice/backup.service",
+        "alice",
+    );
+    let text = c.explain_placed("tar", "tar", "tar cf -", &p);
+    assert!(text.contains("unit:    \"backup.service\"\n"), "{text}");
+    assert!(text.contains("container: none\n"), "{text}");
+    assert!(
+        text.contains("cgroup:  \"/system.slice/backup.service\"\n"),
+        "{text}"
+    );
+    assert!(text.contains("user:    \"alice\"\n"), "{text}");
+    assert!(text.contains("result:  batch/backup"), "{text}");
+    assert!(
+        text.contains(
+            r#"because the unit matches regex "backup(@.*)?\\.service" of rule 2 (placed.toml:3)"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("people/alice: the user matches regex \"alice\""),
+        "{text}"
+    );
+    // Without placement the report does not pretend to know it.
+    let text = c.explain("tar", "tar", "");
+    assert!(!text.contains("unit:"), "{text}");
+
+    let list = render_list(&c, Some("people"), true);
+    assert!(list.contains("PLACEMENT"), "{list}");
+    assert!(
+        list.contains("      user:    alice\n      user:    1000\n"),
+        "{list}"
     );
 }
 
@@ -596,22 +762,22 @@ fn explain_target_reads_procfs() {
     std::os::unix::fs::symlink("/usr/lib/jvm/bin/java (deleted)", proc_dir.join("exe")).unwrap();
 
     let c = Classifier::builtin();
-    let text = explain_target(&c, dir.path(), "4242").unwrap();
+    let text = explain_target(&c, dir.path(), "4242", None).unwrap();
     assert!(text.starts_with("pid:     4242\n"), "{text}");
     assert!(text.contains("comm:    \"java\"\n"), "{text}");
     assert!(text.contains("exe:     \"java\"\n"), "{text}");
     assert!(text.contains("result:  messaging/kafka"), "{text}");
 
     std::fs::remove_file(proc_dir.join("exe")).unwrap();
-    let text = explain_target(&c, dir.path(), "4242").unwrap();
+    let text = explain_target(&c, dir.path(), "4242", None).unwrap();
     assert!(text.contains("note:    exe link unreadable"), "{text}");
 
-    let err = explain_target(&c, dir.path(), "999999").unwrap_err();
+    let err = explain_target(&c, dir.path(), "999999", None).unwrap_err();
     assert!(err.starts_with("cannot read process 999999"), "{err}");
 
-    let text = explain_target(&c, dir.path(), "clickhouse-server").unwrap();
+    let text = explain_target(&c, dir.path(), "clickhouse-server", None).unwrap();
     assert!(text.contains("result:  db/clickhouse"), "{text}");
-    assert!(explain_target(&c, dir.path(), "  ").is_err());
+    assert!(explain_target(&c, dir.path(), "  ", None).is_err());
 }
 
 #[test]
@@ -675,11 +841,24 @@ proptest! {
     }
 
     #[test]
-    fn fast_path_agrees_with_exhaustive_search(comm in input(), exe in input(), cmdline in input()) {
+    fn fast_path_agrees_with_exhaustive_search(
+        comm in input(),
+        exe in input(),
+        cmdline in input(),
+        placement in proptest::collection::vec(proptest::option::of(placement_value()), 4),
+    ) {
         let c = builtin_for_props();
-        let fast = c.classify(&comm, &exe, &cmdline).rule;
-        let slow = c.all_matches(&comm, &exe, &cmdline).first().map(|m| m.rule_ref);
+        let p = Placement {
+            unit: placement[0].as_deref(),
+            container: placement[1].as_deref(),
+            cgroup: placement[2].as_deref(),
+            user: placement[3].as_deref(),
+        };
+        let fast = c.classify_placed(&comm, &exe, &cmdline, &p).rule;
+        let slow = c.all_matches(&comm, &exe, &cmdline, &p).first().map(|m| m.rule_ref);
         prop_assert_eq!(fast, slow);
+        let text = c.explain_placed(&comm, &exe, &cmdline, &p);
+        prop_assert!(text.contains("result:  "));
     }
 
     #[test]
@@ -688,6 +867,17 @@ proptest! {
         let text = c.explain(&comm, &exe, &cmdline);
         prop_assert!(text.contains("result:  "));
     }
+}
+
+/// Placement values, some of which the property rules match.
+fn placement_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("backup.service".to_string()),
+        Just("docker://abc".to_string()),
+        Just("/tenants/x".to_string()),
+        Just("alice".to_string()),
+        "\\PC{0,12}",
+    ]
 }
 
 fn builtin_for_props() -> &'static Classifier {
@@ -700,6 +890,8 @@ fn builtin_for_props() -> &'static Classifier {
             r#"subgroups = [
   { group = "u", subgroup = "name", matches = ["nginx", "java"] },
   { group = "u", subgroup = "cmd", cmdline_matches = ['rabbit', '(?i)KAFKA', 'é+\s'] },
+  { group = "u", subgroup = "placed", unit_matches = ['backup.*'], user_matches = ['alice'] },
+  { group = "u", subgroup = "where", container_matches = ['docker://.*'], cgroup_matches = ['/tenants/.*', '.*'] },
 ]"#,
         )])
     })

@@ -6,6 +6,10 @@
 //! file it does not understand; the caller counts that as a read error.
 
 /// The fields of `/proc/<pid>/stat` the exporter uses.
+///
+/// For a process (a thread group), the kernel sums the counters over all
+/// its threads, live and exited (CPU times, page faults), and reports the
+/// main thread's state: what `ps` shows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stat {
     /// The `comm` between the parentheses, raw.
@@ -14,13 +18,20 @@ pub struct Stat {
     pub ppid: u32,
     /// `flags` (field 9); carries `PF_KTHREAD`.
     pub flags: u64,
+    /// Page faults that needed no I/O (field 10) and that did (field 12).
+    pub minflt: u64,
+    pub majflt: u64,
     /// User and system CPU time in clock ticks (fields 14 and 15).
     pub utime: u64,
     pub stime: u64,
+    /// Threads in the process (field 20).
+    pub num_threads: u64,
     /// Start time after boot in clock ticks (field 22). Together with the
     /// pid it identifies a process for its whole life: pids are reused,
     /// (pid, starttime) pairs are not.
     pub starttime: u64,
+    /// Virtual memory size in bytes (field 23).
+    pub vsize: u64,
     /// Resident set size in pages (field 24).
     pub rss_pages: u64,
 }
@@ -55,24 +66,32 @@ pub fn parse_stat(buf: &[u8]) -> Option<Stat> {
     // Fields 5..=8: pgrp session tty_nr tpgid.
     let mut f = f.skip(4);
     let flags = f.next()?.parse().ok()?;
-    // Fields 10..=13: minflt cminflt majflt cmajflt.
-    let mut f = f.skip(4);
+    let minflt = f.next()?.parse().ok()?;
+    let _cminflt = f.next()?;
+    let majflt = f.next()?.parse().ok()?;
+    let _cmajflt = f.next()?;
     let utime = f.next()?.parse().ok()?;
     let stime = f.next()?.parse().ok()?;
-    // Fields 16..=21: cutime cstime priority nice num_threads itrealvalue.
-    let mut f = f.skip(6);
+    // Fields 16..=19: cutime cstime priority nice.
+    let mut f = f.skip(4);
+    let num_threads = f.next()?.parse().ok()?;
+    let _itrealvalue = f.next()?;
     let starttime = f.next()?.parse().ok()?;
-    // Field 23: vsize. rss may be negative in theory (it is a signed long).
-    let mut f = f.skip(1);
+    let vsize = f.next()?.parse().ok()?;
+    // rss may be negative in theory (it is a signed long).
     let rss: i64 = f.next()?.parse().ok()?;
     Some(Stat {
         comm,
         state,
         ppid,
         flags,
+        minflt,
+        majflt,
         utime,
         stime,
+        num_threads,
         starttime,
+        vsize,
         rss_pages: rss.max(0) as u64,
     })
 }
@@ -210,7 +229,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const STAT: &[u8] = b"1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 3 0 98765 123456789 2048 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
+    const STAT: &[u8] = b"1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 9 7 8 250 75 0 0 20 0 3 0 98765 123456789 2048 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
 
     #[test]
     fn stat_with_parens_and_spaces_in_comm() {
@@ -219,8 +238,11 @@ mod tests {
         assert_eq!(s.state, b'S');
         assert_eq!(s.ppid, 1);
         assert_eq!(s.flags, 4194560);
+        assert_eq!((s.minflt, s.majflt), (100, 7), "not the children's");
         assert_eq!((s.utime, s.stime), (250, 75));
+        assert_eq!(s.num_threads, 3);
         assert_eq!(s.starttime, 98765);
+        assert_eq!(s.vsize, 123456789);
         assert_eq!(s.rss_pages, 2048);
         assert!(!s.is_kernel_thread());
     }
@@ -286,15 +308,34 @@ mod tests {
         assert_eq!(cmdline_to_string(b""), "");
     }
 
+    /// The numbers [`parse_stat`] reads, in the order they appear.
+    type Fields = (u32, u64, u64, u64, u64, u64, u64, u64, u64, i64);
+
+    fn fields(s: &Stat) -> Fields {
+        let rss = s.rss_pages as i64;
+        (
+            s.ppid,
+            s.flags,
+            s.minflt,
+            s.majflt,
+            s.utime,
+            s.stime,
+            s.num_threads,
+            s.starttime,
+            s.vsize,
+            rss,
+        )
+    }
+
     /// A `stat` line as the kernel prints it, with the fields the parser
-    /// reads taken from `f`: (ppid, flags, utime, stime, starttime, rss).
-    fn stat_line(comm: &[u8], f: (u32, u64, u64, u64, u64, i64)) -> Vec<u8> {
-        let (ppid, flags, utime, stime, start, rss) = f;
+    /// reads taken from `f` and every other one different from all of them.
+    fn stat_line(comm: &[u8], f: Fields) -> Vec<u8> {
+        let (ppid, flags, minflt, majflt, utime, stime, threads, start, vsize, rss) = f;
         let mut line = b"4321 (".to_vec();
         line.extend_from_slice(comm);
         line.extend_from_slice(
             format!(
-                ") R {ppid} 1 1 0 -1 {flags} 5 0 0 0 {utime} {stime} 0 0 20 0 1 0 {start} 999 {rss} 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n"
+                ") R {ppid} 1 1 0 -1 {flags} {minflt} 11 {majflt} 12 {utime} {stime} 13 14 20 0 {threads} 0 {start} {vsize} {rss} 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n"
             )
             .as_bytes(),
         );
@@ -325,13 +366,21 @@ mod tests {
         #[test]
         fn stat_fields_survive_any_comm(
             comm in bytes(64),
-            f in (any::<u32>(), any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>(), any::<i64>()),
+            f in (
+                any::<u32>(), any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>(),
+                any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>(), 0..=i64::MAX,
+            ),
         ) {
             let s = parse_stat(&stat_line(&comm, f)).unwrap();
             prop_assert_eq!(&s.comm, &comm);
             prop_assert_eq!(s.state, b'R');
-            prop_assert_eq!((s.ppid, s.flags, s.utime, s.stime, s.starttime), (f.0, f.1, f.2, f.3, f.4));
-            prop_assert_eq!(s.rss_pages, f.5.max(0) as u64);
+            prop_assert_eq!(fields(&s), f);
+        }
+
+        #[test]
+        fn negative_rss_is_zero(rss in i64::MIN..0) {
+            let s = parse_stat(&stat_line(b"x", (1, 2, 3, 4, 5, 6, 7, 8, 9, rss))).unwrap();
+            prop_assert_eq!(s.rss_pages, 0);
         }
 
         /// One word of a valid line replaced by anything but a parenthesis
@@ -339,18 +388,20 @@ mod tests {
         /// rest): the parse fails or reads the same numbers, never others.
         #[test]
         fn stat_with_a_mutated_word(word in 0usize..52, junk in "[^\\s()]{0,24}") {
-            let f = (1, 2, 3, 4, 5, 6);
+            let f = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10);
             let line = String::from_utf8(stat_line(b"x", f)).unwrap();
             let mut words: Vec<&str> = line.split(' ').collect();
             let at = word % words.len();
             words[at] = &junk;
             if let Some(s) = parse_stat(words.join(" ").as_bytes()) {
                 let want = parse_stat(line.as_bytes()).unwrap();
-                let fields = |s: &Stat| (s.ppid, s.flags, s.utime, s.stime, s.starttime, s.rss_pages);
                 // A replacement that is itself a number may change that
                 // one field; every other field is unchanged.
                 let (a, b) = (fields(&s), fields(&want));
-                let same = [a.0 == b.0, a.1 == b.1, a.2 == b.2, a.3 == b.3, a.4 == b.4, a.5 == b.5];
+                let same = [
+                    a.0 == b.0, a.1 == b.1, a.2 == b.2, a.3 == b.3, a.4 == b.4,
+                    a.5 == b.5, a.6 == b.6, a.7 == b.7, a.8 == b.8, a.9 == b.9,
+                ];
                 prop_assert!(same.iter().filter(|x| !**x).count() <= 1, "{:?} vs {:?}", a, b);
             }
         }
