@@ -99,6 +99,47 @@ pub struct Config {
     /// Export per-process series. False keeps only group and top-N series,
     /// bounding cardinality by the number of subgroups, not processes.
     pub per_process_metrics: bool,
+    /// The most processes given per-process series (after min_uss_kb); past
+    /// it the ones using the least memory are left out and counted in
+    /// herakles_process_series_dropped_total. About 7 series per process,
+    /// so the default bounds them at some 7,000 however many processes
+    /// run. 0 exports none.
+    #[schemars(range(min = 0, max = 10_000_000))]
+    pub max_process_series: usize,
+    /// Labels naming where a process runs added to its per-process series:
+    /// any of container (container_id, container_runtime), pod (pod_uid),
+    /// unit, user. Each process has one value, so they add no series, but
+    /// they make every series longer; none by default.
+    pub process_labels: Vec<Dimension>,
+    /// Learn each process's cgroup (and from it its container, Kubernetes
+    /// pod and systemd unit) and its user, for the aggregates in
+    /// attribution_aggregates, for process_labels and for classification
+    /// rules matching on them. Read when a process is first seen, when it
+    /// execs, and every attribution_recheck_scrapes scrapes.
+    pub attribution: bool,
+    /// A process's cgroup, user and open-files limit are read again every
+    /// this many scrapes (a tenth of the processes each scrape at 10), so
+    /// a process moved to another cgroup without an exec is seen within
+    /// this many scrapes. 1 rereads every process every scrape.
+    #[schemars(range(min = 1, max = 1000))]
+    pub attribution_recheck_scrapes: u64,
+    /// Sum processes per container, pod, unit and user (herakles_container_*,
+    /// herakles_pod_*, herakles_unit_*, herakles_user_*), and read the
+    /// kernel's own accounting of the container, pod and unit cgroups (the
+    /// cgroup collector). About 10 series per container, pod, unit and user
+    /// for the sums, and 9 plus 4 per disk for each cgroup's accounting.
+    pub attribution_aggregates: Vec<Dimension>,
+    /// Count each process's open file descriptors (a stat of
+    /// /proc/<pid>/fd, one call) and read its open-files limit (with its
+    /// placement), for herakles_group_open_fds and
+    /// herakles_group_worst_fd_ratio.
+    pub process_open_fds: bool,
+    /// Read context switch counts for herakles_group_context_switches_total.
+    /// The kernel counts them per thread, so this reads
+    /// /proc/<pid>/task/<tid>/status for every thread on every scrape: a
+    /// host with many threads (JVMs, Go services) pays for each. Off by
+    /// default.
+    pub process_context_switches: bool,
     /// Custom classification rules (TOML), on top of the built-in ones.
     /// Empty: only ./subgroups.toml and /etc/herakles/subgroups.toml, if
     /// present.
@@ -163,6 +204,13 @@ impl Default for Config {
             search_groups: Vec::new(),
             disable_others: false,
             per_process_metrics: true,
+            max_process_series: 1000,
+            process_labels: Vec::new(),
+            attribution: true,
+            attribution_recheck_scrapes: 10,
+            attribution_aggregates: Dimension::ALL.to_vec(),
+            process_open_fds: true,
+            process_context_switches: false,
             subgroups_file: String::new(),
             smaps_mode: SmapsMode::Top,
             smaps_min_rss_kb: 100 * 1024,
@@ -243,6 +291,52 @@ impl LogLevel {
 pub enum SearchMode {
     Include,
     Exclude,
+}
+
+/// A way of grouping processes by where they run.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Dimension {
+    /// A container, by id (any runtime recognised in its cgroup path).
+    Container,
+    /// A Kubernetes pod, by uid.
+    Pod,
+    /// A systemd service or scope.
+    Unit,
+    /// A user, by name.
+    User,
+}
+
+impl Dimension {
+    pub const ALL: [Dimension; 4] = [
+        Dimension::Container,
+        Dimension::Pod,
+        Dimension::Unit,
+        Dimension::User,
+    ];
+
+    /// The word in metric names and config values.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dimension::Container => "container",
+            Dimension::Pod => "pod",
+            Dimension::Unit => "unit",
+            Dimension::User => "user",
+        }
+    }
 }
 
 #[derive(

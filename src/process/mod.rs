@@ -2,7 +2,9 @@
 //! aggregated, shared by the `process`, `process_groups` and `process_top`
 //! collectors. See `docs/process.md` for the costs and trade-offs.
 
+pub mod aggregate;
 pub mod parse;
+pub mod placement;
 pub mod pool;
 pub mod smaps;
 pub mod snapshot;
@@ -14,7 +16,8 @@ use herakles_core::{BuildContext, Error, Result};
 
 use crate::classify::{Classifier, RuleSources};
 use crate::config::Config;
-pub use state::{GroupView, ProcView, ProcessTable, Settings, View};
+pub use aggregate::{EntityView, GroupView};
+pub use state::{ProcView, ProcessTable, Settings, View};
 
 /// Load the classification rules `config` names: the built-in ones, the
 /// default locations, and `subgroups_file` when set (which must exist).

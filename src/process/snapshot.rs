@@ -3,9 +3,13 @@
 //! Every process collector works from the same [`Snapshot`], built once per
 //! scrape through `ScrapeContext::shared`, so no file of a process is read
 //! twice in one scrape however many collectors run. Per process it reads
-//! `stat` (comm, CPU ticks, start time, RSS), `cmdline`, the `exe` link and
-//! `io`: three reads and a readlink. `statm` and `comm` are skipped because
-//! `stat` already carries both.
+//! `stat` (comm, state, CPU ticks, page faults, threads, start time,
+//! virtual and resident size), `cmdline`, the `exe` link and `io`: three
+//! reads and a readlink. `statm` and `comm` are skipped because `stat`
+//! already carries both. As [`Reads`] asks, it also counts open file
+//! descriptors (a `stat` of the `fd` directory), sums context switches
+//! over the threads (`status` of each), and for processes whose placement
+//! is due (see [`super::placement`]) reads `cgroup`, `status` and `limits`.
 //!
 //! The pids are read by `parallelism` threads taking them one at a time from
 //! a shared queue ([`super::pool`]); each keeps one read buffer for all its
@@ -30,7 +34,9 @@ use std::sync::Arc;
 use herakles_core::read_bytes;
 
 use super::parse::{cmdline_to_string, parse_io, parse_stat, Io};
+use super::placement;
 use super::pool::{self, Skip, Stuck, Task};
+use crate::attribution::{fds, status};
 
 /// The per-process files whose failures are counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,15 +46,24 @@ pub enum FileKind {
     Exe,
     Io,
     Smaps,
+    Cgroup,
+    Status,
+    Fd,
+    Limits,
 }
 
 impl FileKind {
-    pub const ALL: [FileKind; 5] = [
+    /// In discriminant order.
+    pub const ALL: [FileKind; 9] = [
         FileKind::Stat,
         FileKind::Cmdline,
         FileKind::Exe,
         FileKind::Io,
         FileKind::Smaps,
+        FileKind::Cgroup,
+        FileKind::Status,
+        FileKind::Fd,
+        FileKind::Limits,
     ];
 
     pub fn name(self) -> &'static str {
@@ -58,6 +73,10 @@ impl FileKind {
             FileKind::Exe => "exe",
             FileKind::Io => "io",
             FileKind::Smaps => "smaps",
+            FileKind::Cgroup => "cgroup",
+            FileKind::Status => "status",
+            FileKind::Fd => "fd",
+            FileKind::Limits => "limits",
         }
     }
 
@@ -68,7 +87,7 @@ impl FileKind {
 
 /// Failed reads per [`FileKind`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ReadErrors(pub [u64; 5]);
+pub struct ReadErrors(pub [u64; FileKind::ALL.len()]);
 
 impl ReadErrors {
     pub fn add(&mut self, kind: FileKind) {
@@ -95,14 +114,45 @@ pub struct Process {
     /// Arguments joined by spaces, lossily decoded; empty for kernel threads.
     pub cmdline: String,
     /// Kernel threads are kept (they are classifiable and use CPU) but have
-    /// no user memory: RSS 0, and no `io` or smaps reads are spent on them.
+    /// no user memory: RSS 0, and no `io`, smaps or placement reads are
+    /// spent on them.
     pub kernel_thread: bool,
+    /// The state letter of `stat` (`R`, `S`, `D`, `Z`, ...).
+    pub state: u8,
+    pub num_threads: u64,
     pub rss_bytes: u64,
+    pub vsize: u64,
     /// CPU time in clock ticks.
     pub utime: u64,
     pub stime: u64,
+    pub minflt: u64,
+    pub majflt: u64,
     /// `None` when `io` could not be read.
     pub io: Option<Io>,
+    /// Open file descriptors, when counted and readable.
+    pub open_fds: Option<u64>,
+    /// Context switches summed over the threads, when read.
+    pub ctx_switches: Option<CtxSwitches>,
+    /// Placement read this scan, when it was due.
+    pub placement: Option<placement::Read>,
+}
+
+/// Voluntary and involuntary context switches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtxSwitches {
+    pub voluntary: u64,
+    pub involuntary: u64,
+}
+
+/// What a scan reads beyond `stat`, `cmdline`, `exe` and `io`.
+#[derive(Clone, Debug, Default)]
+pub struct Reads {
+    /// Count open file descriptors.
+    pub open_fds: bool,
+    /// Sum context switches over each process's threads.
+    pub ctx_switches: bool,
+    /// Which processes get their placement read.
+    pub placement: Arc<placement::Due>,
 }
 
 /// A process's identity across scrapes: pids are reused, (pid, start time)
@@ -162,7 +212,7 @@ pub const CMDLINE_LIMIT: usize = 8 << 20;
 struct Read {
     process: Option<Process>,
     /// Bit `FileKind as usize` set for each file that failed.
-    failed: u8,
+    failed: u16,
 }
 
 /// Scan every numeric directory under `procfs` on `limits.workers` threads,
@@ -175,6 +225,7 @@ pub fn scan(
     limits: pool::Limits,
     buffer_bytes: usize,
     stuck: &Stuck,
+    reads: &Reads,
 ) -> Snapshot {
     let mut pids: Vec<pool::Ident> = match std::fs::read_dir(procfs) {
         Ok(dir) => dir
@@ -186,13 +237,14 @@ pub fn scan(
     let n = pids.len();
     let skip = Arc::new(stuck.skip_set());
     let root = Arc::new(procfs.to_path_buf());
+    let reads = Arc::new(reads.clone());
     let run = pool::run(
         pids.into(),
         limits,
         stuck,
         Arc::new(move || Vec::with_capacity(buffer_bytes)),
         Arc::new(move |(pid, _), buf: &mut Vec<u8>, task: &Task| {
-            let read = read_process(&root, pid, host, buf, &skip, task);
+            let read = read_process(&root, pid, host, &reads, buf, &skip, task);
             // A long command line grows the buffer; a thread that blocks
             // later would hold on to it.
             if buf.capacity() > buffer_bytes {
@@ -228,17 +280,33 @@ pub fn gone(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH)
 }
 
+/// Whether `e`, from reading a file of the process at `dir`, means the
+/// process exited, rather than that this file does not exist for it (a
+/// kernel built without the feature, a fixture without the file): for the
+/// files the table can do without.
+pub fn vanished(e: &io::Error, dir: &Path) -> bool {
+    e.raw_os_error() == Some(libc::ESRCH)
+        || (e.kind() == io::ErrorKind::NotFound && !dir.join("stat").exists())
+}
+
+/// Whether `e` means the file is not there for a live process: nothing
+/// to read, and nothing to count as an error.
+pub fn absent(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound
+}
+
 /// One process; `process` is `None` when it vanished part-way, is skipped
 /// as stuck, or its `stat` is unreadable (counted) or the scan gave up on it.
 fn read_process(
     procfs: &Path,
     pid: u32,
     host: Host,
+    reads: &Reads,
     buf: &mut Vec<u8>,
     skip: &Skip,
     task: &Task,
 ) -> Read {
-    let mut failed = 0u8;
+    let mut failed = 0u16;
     let mut fail = |kind: FileKind| failed |= 1 << kind.index();
     let process = (|| {
         if skip.contains(pid, None) {
@@ -278,10 +346,18 @@ fn read_process(
             comm,
             cmdline: String::new(),
             kernel_thread,
+            state: stat.state,
+            num_threads: stat.num_threads,
             rss_bytes: stat.rss_pages.saturating_mul(host.page_size),
+            vsize: stat.vsize,
             utime: stat.utime,
             stime: stat.stime,
+            minflt: stat.minflt,
+            majflt: stat.majflt,
             io: None,
+            open_fds: None,
+            ctx_switches: None,
+            placement: None,
         };
         if kernel_thread {
             return Some(p);
@@ -307,7 +383,10 @@ fn read_process(
                     p.exe = String::from_utf8_lossy(base).into_owned();
                 }
             }
-            Err(e) if gone(&e) => return None,
+            // A zombie has no memory map left, so no exe: it is still
+            // there (and counted by state) until its parent reaps it.
+            Err(e) if gone(&e) && stat.state != b'Z' => return None,
+            Err(e) if gone(&e) => {}
             Err(_) => fail(FileKind::Exe),
         }
         path.pop();
@@ -322,7 +401,101 @@ fn read_process(
             Err(e) if gone(&e) => return None,
             Err(_) => fail(FileKind::Io),
         }
+        path.pop();
+        if reads.open_fds {
+            if !task.reading(FileKind::Fd) {
+                return None;
+            }
+            match fds::count_open_fds(&path) {
+                Ok(n) => p.open_fds = Some(n),
+                Err(e) if vanished(&e, &path) => return None,
+                Err(e) if absent(&e) => {}
+                Err(_) => fail(FileKind::Fd),
+            }
+        }
+        let mut uid = None;
+        if reads.ctx_switches {
+            if !task.reading(FileKind::Status) {
+                return None;
+            }
+            match context_switches(&path, pid, stat.num_threads, buf, task) {
+                Ok(Some((ctx, euid))) => {
+                    p.ctx_switches = Some(ctx);
+                    uid = euid;
+                }
+                Ok(None) => fail(FileKind::Status),
+                Err(e) if vanished(&e, &path) => return None,
+                Err(e) if absent(&e) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => return None,
+                Err(_) => fail(FileKind::Status),
+            }
+        }
+        let due = &reads.placement;
+        if due.wants(p.key(), placement::exec_stamp(&p.comm, &p.exe)) {
+            let reading = |kind| task.reading(kind);
+            p.placement = Some(placement::read(&path, due, uid, buf, &reading, &mut fail)?);
+        }
         Some(p)
     })();
     Read { process, failed }
+}
+
+/// Context switches of the process at `dir`, summed over its threads, and
+/// its effective uid; `None` when `status` has no counts.
+///
+/// `/proc/<pid>/status` counts the main thread only (the kernel keeps the
+/// counters per thread and does not sum them there), so a process with
+/// more than one thread is read thread by thread from `task/<tid>/status`,
+/// as process-exporter does. Threads that exit meanwhile are skipped; the
+/// counts of threads that exited before are lost, which the process table
+/// smooths over (see `state.rs`). `Interrupted` means the scan gave up.
+fn context_switches(
+    dir: &Path,
+    pid: u32,
+    threads: u64,
+    buf: &mut Vec<u8>,
+    task: &Task,
+) -> io::Result<Option<(CtxSwitches, Option<u32>)>> {
+    let add = |sum: &mut CtxSwitches, s: &status::Status| -> Option<()> {
+        sum.voluntary = sum.voluntary.saturating_add(s.voluntary_ctxt_switches?);
+        sum.involuntary = sum
+            .involuntary
+            .saturating_add(s.nonvoluntary_ctxt_switches?);
+        Some(())
+    };
+    let mut sum = CtxSwitches::default();
+    if threads <= 1 {
+        let Some(s) = status::read(dir, buf)? else {
+            return Ok(None);
+        };
+        return Ok(add(&mut sum, &s).map(|()| (sum, s.euid())));
+    }
+    let mut uid = None;
+    let mut tids: Vec<u32> = std::fs::read_dir(dir.join("task"))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    tids.sort_unstable();
+    let mut task_dir = dir.join("task");
+    for tid in tids {
+        if !task.reading(FileKind::Status) {
+            return Err(io::ErrorKind::Interrupted.into());
+        }
+        task_dir.push(tid.to_string());
+        let read = status::read(&task_dir, buf);
+        task_dir.pop();
+        match read {
+            Ok(Some(s)) => {
+                if add(&mut sum, &s).is_none() {
+                    return Ok(None);
+                }
+                if tid == pid {
+                    uid = s.euid();
+                }
+            }
+            Ok(None) => return Ok(None),
+            Err(e) if gone(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some((sum, uid)))
 }

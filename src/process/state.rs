@@ -3,8 +3,10 @@
 //!
 //! [`ProcessTable`] is one long-lived service (`BuildContext::service`)
 //! shared by the process collectors. Once per scrape (`ScrapeContext::shared`)
-//! it scans `/proc`, classifies, computes CPU rates, refreshes smaps data and
-//! aggregates groups into a [`View`]; the collectors only format it.
+//! it scans `/proc`, learns where new and due processes run
+//! ([`super::placement`]), classifies, computes CPU rates, refreshes smaps
+//! data and aggregates groups, containers, pods, units and users
+//! ([`super::aggregate`]) into a [`View`]; the collectors only format it.
 //!
 //! Everything remembered about a process is keyed by (pid, start time), so
 //! a reused pid starts with no CPU history and its own classification.
@@ -16,20 +18,28 @@
 //! spike. A group with no live members keeps its counters (they are still
 //! true totals) but loses its gauges, which would otherwise report zero
 //! memory for something that no longer exists.
+//!
+//! Context switches are summed over a process's live threads, so they drop
+//! when a thread exits. Each process's count therefore only ever grows by
+//! the increase of that sum since the last scrape (a drop adds nothing):
+//! monotonic, at the price of the last increments of exiting threads.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use herakles_core::ScrapeContext;
 
+use super::aggregate::{self, Carried, EntityView, GroupView};
 use super::parse::{Io, Smaps};
+use super::placement::{self, Due, Interner, Placed};
 use super::pool::{self, Stuck};
 use super::smaps::{Limits, Refreshed, SmapsCache};
-use super::snapshot::{scan, FileKind, Host, Key, ReadErrors};
-use crate::classify::{Classifier, OTHER_GROUP};
-use crate::config::{Config, SearchMode, SmapsMode};
+use super::snapshot::{scan, CtxSwitches, FileKind, Host, Key, Process, ReadErrors, Reads};
+use crate::attribution::fds::Limit;
+use crate::classify::{Classification, Classifier, OTHER_GROUP};
+use crate::config::{Config, Dimension, SearchMode, SmapsMode};
 
 /// The process-related global settings, copied out of [`Config`].
 #[derive(Clone, Debug)]
@@ -52,10 +62,29 @@ pub struct Settings {
     pub disable_others: bool,
     pub per_process: bool,
     pub min_uss: u64,
+    pub max_process_series: usize,
+    pub process_labels: Vec<Dimension>,
+    pub attribution: bool,
+    pub recheck_scrapes: u64,
+    pub aggregates: Vec<Dimension>,
+    pub open_fds: bool,
+    pub ctx_switches: bool,
+    /// Where the host's `/etc/passwd` is, under `--path.rootfs`.
+    pub rootfs: PathBuf,
 }
 
 impl Settings {
     pub fn from_config(c: &Config) -> Settings {
+        let on = |dims: &[Dimension]| {
+            let mut dims = dims.to_vec();
+            dims.sort();
+            dims.dedup();
+            if c.attribution {
+                dims
+            } else {
+                Vec::new()
+            }
+        };
         Settings {
             workers: c.effective_parallelism(),
             read_deadline: Settings::read_deadline_for(c.collector_timeout),
@@ -73,6 +102,14 @@ impl Settings {
             disable_others: c.disable_others,
             per_process: c.per_process_metrics,
             min_uss: c.min_uss_kb.saturating_mul(1024),
+            max_process_series: c.max_process_series,
+            process_labels: on(&c.process_labels),
+            attribution: c.attribution,
+            recheck_scrapes: c.attribution_recheck_scrapes.max(1),
+            aggregates: on(&c.attribution_aggregates),
+            open_fds: c.process_open_fds,
+            ctx_switches: c.process_context_switches,
+            rootfs: c.paths.rootfs.clone(),
         }
     }
 
@@ -112,22 +149,30 @@ impl Settings {
     }
 }
 
-/// Cumulative per-process counters, in clock ticks and bytes.
+/// Cumulative per-process counters, in clock ticks, bytes and events.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
     pub utime: u64,
     pub stime: u64,
     pub io: Io,
+    pub minflt: u64,
+    pub majflt: u64,
+    /// Grown only by increases; see the module documentation.
+    pub ctx: CtxSwitches,
 }
 
 impl Totals {
-    fn add(&mut self, o: &Totals) {
+    pub(super) fn add(&mut self, o: &Totals) {
         self.utime = self.utime.saturating_add(o.utime);
         self.stime = self.stime.saturating_add(o.stime);
         self.io.read_bytes = self.io.read_bytes.saturating_add(o.io.read_bytes);
         self.io.write_bytes = self.io.write_bytes.saturating_add(o.io.write_bytes);
         self.io.syscr = self.io.syscr.saturating_add(o.io.syscr);
         self.io.syscw = self.io.syscw.saturating_add(o.io.syscw);
+        self.minflt = self.minflt.saturating_add(o.minflt);
+        self.majflt = self.majflt.saturating_add(o.majflt);
+        self.ctx.voluntary = self.ctx.voluntary.saturating_add(o.ctx.voluntary);
+        self.ctx.involuntary = self.ctx.involuntary.saturating_add(o.ctx.involuntary);
     }
 }
 
@@ -147,6 +192,18 @@ pub struct ProcView {
     /// CPU seconds per wall second since the previous scrape; `None` on a
     /// process's first scrape.
     pub cpu_rate: Option<f64>,
+    /// The `stat` state letter.
+    pub state: u8,
+    pub threads: u64,
+    pub vsize: u64,
+    /// Start time in clock ticks after boot.
+    pub starttime: u64,
+    /// Open file descriptors, when counted.
+    pub open_fds: Option<u64>,
+    /// Whether `totals.ctx` was read.
+    pub has_ctx: bool,
+    /// Where it runs, as far as known.
+    pub placed: Placed,
 }
 
 impl ProcView {
@@ -156,22 +213,23 @@ impl ProcView {
     pub fn uss(&self) -> Option<u64> {
         self.smaps.map(|(s, _)| s.uss)
     }
-}
 
-/// One (group, subgroup).
-#[derive(Clone, Debug)]
-pub struct GroupView {
-    pub group: Arc<str>,
-    pub subgroup: Arc<str>,
-    /// Live members; 0 for a group kept only for its counters.
-    pub members: usize,
-    pub rss: u64,
-    /// Sums over the members whose smaps data is known.
-    pub pss: u64,
-    pub swap: u64,
-    pub cpu_rate: f64,
-    /// Live members plus exited ones.
-    pub totals: Totals,
+    /// Open descriptors over the open-files limit, when both are known and
+    /// the limit is finite and not zero.
+    pub fn fd_ratio(&self) -> Option<f64> {
+        match (self.open_fds, self.placed.fd_limit) {
+            (Some(open), Some(Limit::Value(limit))) if limit > 0 => {
+                Some(open as f64 / limit as f64)
+            }
+            _ => None,
+        }
+    }
+
+    /// What per-process series and the cap rank by: USS, else RSS (USS
+    /// never exceeds it).
+    pub fn memory(&self) -> u64 {
+        self.uss().unwrap_or(self.rss)
+    }
 }
 
 /// Everything the process collectors export for one scrape.
@@ -179,6 +237,18 @@ pub struct GroupView {
 pub struct View {
     pub procs: Vec<ProcView>,
     pub groups: Vec<GroupView>,
+    /// Per container, pod, unit and user, for `attribution_aggregates`.
+    pub entities: Vec<EntityView>,
+    /// Indices into `procs` of the processes that get per-process series:
+    /// none without `per_process_metrics`, else those past `min_uss_kb`,
+    /// the largest `max_process_series` of them. In pid order.
+    pub shown: Vec<usize>,
+    /// Processes left out of per-process series by `max_process_series`,
+    /// in this scrape and summed over every scrape so far.
+    pub capped: usize,
+    pub capped_total: u64,
+    /// Boot time, seconds since the epoch (`btime` of `/proc/stat`).
+    pub boot_time: Option<f64>,
     /// Cumulative failed reads per file kind.
     pub errors: ReadErrors,
     /// Cumulative reads given up on after the deadline, per file kind.
@@ -191,21 +261,30 @@ pub struct View {
 }
 
 struct Seen {
-    comm: String,
-    exe: String,
+    /// [`placement::exec_stamp`] of its comm and exe, to notice an exec.
+    stamp: u64,
     group: Arc<str>,
     subgroup: Arc<str>,
     totals: Totals,
+    /// The context switches read last, before smoothing.
+    ctx_read: Option<CtxSwitches>,
+    placed: Placed,
 }
 
-#[derive(Default)]
 struct State {
     seen: HashMap<Key, Seen>,
     last: Option<Instant>,
     smaps: SmapsCache,
     exited: HashMap<(Arc<str>, Arc<str>), Totals>,
+    carried: Carried,
     errors: ReadErrors,
     timeouts: ReadErrors,
+    /// Scrapes so far, for taking turns at rereading placement.
+    scrapes: u64,
+    /// What the next scan reads placement for.
+    due: Arc<Due>,
+    interner: Interner,
+    capped_total: u64,
 }
 
 /// The long-lived process service; see the module documentation.
@@ -220,11 +299,30 @@ pub struct ProcessTable {
 
 impl ProcessTable {
     pub fn new(settings: Settings, classifier: Arc<Classifier>) -> ProcessTable {
+        let state = State {
+            seen: HashMap::new(),
+            last: None,
+            smaps: SmapsCache::default(),
+            exited: HashMap::new(),
+            carried: Carried::default(),
+            errors: ReadErrors::default(),
+            timeouts: ReadErrors::default(),
+            scrapes: 0,
+            due: Arc::new(Due {
+                period: settings.recheck_scrapes,
+                cgroup: settings.attribution,
+                uid: settings.attribution,
+                limits: settings.open_fds,
+                ..Due::default()
+            }),
+            interner: Interner::new(&settings.rootfs),
+            capped_total: 0,
+        };
         ProcessTable {
             settings,
             host: Host::current(),
             classifier,
-            state: Mutex::default(),
+            state: Mutex::new(state),
             stuck: Stuck::default(),
         }
     }
@@ -232,6 +330,10 @@ impl ProcessTable {
     /// This scrape's view, computed by the first collector that asks.
     pub fn view(&self, ctx: &ScrapeContext) -> Arc<View> {
         ctx.shared(|ctx| self.compute(&ctx.paths().procfs))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Scan and update the state. Runs once per scrape.
@@ -243,9 +345,14 @@ impl ProcessTable {
             deadline: s.read_deadline,
             stop_at: None,
         };
-        let snap = scan(procfs, self.host, limits, s.io_buffer, &self.stuck);
+        let reads = Reads {
+            open_fds: s.open_fds,
+            ctx_switches: s.ctx_switches,
+            placement: self.lock().due.clone(),
+        };
+        let snap = scan(procfs, self.host, limits, s.io_buffer, &self.stuck, &reads);
         let scan_seconds = started.elapsed().as_secs_f64();
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self.lock();
         let st = &mut *st;
         for k in FileKind::ALL {
             st.errors.0[k as usize] += snap.errors.get(k);
@@ -254,6 +361,7 @@ impl ProcessTable {
         let now = Instant::now();
         let wall = st.last.map(|t| now.duration_since(t).as_secs_f64());
         st.last = Some(now);
+        let users_changed = st.interner.refresh();
 
         let mut procs = Vec::with_capacity(snap.processes.len());
         let mut keys = Vec::with_capacity(snap.processes.len());
@@ -261,22 +369,32 @@ impl ProcessTable {
         for p in snap.processes {
             let key = p.key();
             let prev = st.seen.remove(&key);
+            let stamp = placement::exec_stamp(&p.comm, &p.exe);
+            let placed = self.place(&mut st.interner, prev.as_ref(), &p, users_changed);
             let (group, subgroup) = match &prev {
-                Some(o) if o.comm == p.comm && o.exe == p.exe => {
+                Some(o) if o.stamp == stamp && self.same_rules(&o.placed, &placed) => {
                     (o.group.clone(), o.subgroup.clone())
                 }
                 _ => {
-                    let c = self.classifier.classify(&p.comm, &p.exe, &p.cmdline);
+                    let c = self.classify(&p, &placed);
                     (c.group, c.subgroup)
                 }
+            };
+            let (ctx, ctx_read) = match (p.ctx_switches, &prev) {
+                (Some(now), Some(o)) => (smooth(o.totals.ctx, o.ctx_read, now), Some(now)),
+                (Some(now), None) => (now, Some(now)),
+                (None, _) => (CtxSwitches::default(), None),
             };
             let totals = Totals {
                 utime: p.utime,
                 stime: p.stime,
                 io: p.io.unwrap_or_default(),
+                minflt: p.minflt,
+                majflt: p.majflt,
+                ctx,
             };
             let mut cpu_rate = None;
-            if let Some(o) = prev {
+            if let Some(o) = &prev {
                 if o.group != group || o.subgroup != subgroup {
                     // Reclassified (exec): the old group keeps what it saw.
                     retire(
@@ -293,17 +411,28 @@ impl ProcessTable {
                         cpu_rate = Some((after - before) as f64 / self.host.clk_tck / w);
                     }
                 }
+                if s.exported(&o.group) {
+                    // Moved (or exec'd into another user): the entity left
+                    // keeps what it saw.
+                    for &dim in &s.aggregates {
+                        let old = aggregate::entity_id(dim, &o.placed);
+                        if old.is_some() && old != aggregate::entity_id(dim, &placed) {
+                            st.carried.retire(dim, old.unwrap_or_default(), &o.totals);
+                        }
+                    }
+                }
             }
             // Remembered even when not exported, so that filtered processes
             // are not classified again on every scrape.
             next_seen.insert(
                 key,
                 Seen {
-                    comm: p.comm.clone(),
-                    exe: p.exe,
+                    stamp,
                     group: group.clone(),
                     subgroup: subgroup.clone(),
                     totals,
+                    ctx_read,
+                    placed: placed.clone(),
                 },
             );
             if !s.exported(&group) {
@@ -324,13 +453,36 @@ impl ProcessTable {
                     totals,
                     has_io: p.io.is_some(),
                     cpu_rate,
+                    state: p.state,
+                    threads: p.num_threads,
+                    vsize: p.vsize,
+                    starttime: p.starttime,
+                    open_fds: p.open_fds,
+                    has_ctx: p.ctx_switches.is_some(),
+                    placed,
                 },
             ));
         }
         // Whatever is left in `seen` exited since the last scrape.
         for (_, o) in st.seen.drain() {
+            if s.exported(&o.group) {
+                for &dim in &s.aggregates {
+                    if let Some(id) = aggregate::entity_id(dim, &o.placed) {
+                        st.carried.retire(dim, id, &o.totals);
+                    }
+                }
+            }
             retire(s, &mut st.exited, o.group, o.subgroup, &o.totals);
         }
+        st.scrapes += 1;
+        st.due = Arc::new(Due {
+            known: next_seen.iter().map(|(k, o)| (*k, o.stamp)).collect(),
+            scrape: st.scrapes,
+            period: s.recheck_scrapes,
+            cgroup: s.attribution,
+            uid: s.attribution,
+            limits: s.open_fds,
+        });
         st.seen = next_seen;
 
         let mut refreshed = Refreshed::default();
@@ -361,16 +513,84 @@ impl ProcessTable {
             }
         }
         let procs: Vec<ProcView> = procs.into_iter().map(|(_, p)| p).collect();
-        let groups = aggregate(&procs, &st.exited);
+        let groups = aggregate::groups(&procs, &st.exited);
+        let entities = aggregate::entities(&procs, &s.aggregates, &mut st.carried);
+        let (shown, capped) = self.shown(&procs);
+        st.capped_total += capped as u64;
         View {
             procs,
             groups,
+            entities,
+            shown,
+            capped,
+            capped_total: st.capped_total,
+            boot_time: boot_time(procfs),
             errors: st.errors,
             timeouts: st.timeouts,
             blocked: self.stuck.blocked(),
             scan_seconds,
             smaps: refreshed,
         }
+    }
+
+    /// Where `p` runs: what is known of it, updated by what this scan read.
+    fn place(
+        &self,
+        interner: &mut Interner,
+        prev: Option<&Seen>,
+        p: &Process,
+        users_changed: bool,
+    ) -> Placed {
+        let mut placed = prev.map(|o| o.placed.clone()).unwrap_or_default();
+        if let Some(read) = &p.placement {
+            interner.apply(&mut placed, read);
+        }
+        if self.settings.attribution && p.kernel_thread && placed.uid.is_none() {
+            // Kernel threads all run as root; nothing to read.
+            placed.uid = Some(0);
+            placed.user = Some(interner.user(0));
+        }
+        if users_changed {
+            if let Some(uid) = placed.uid {
+                placed.user = Some(interner.user(uid));
+            }
+        }
+        placed
+    }
+
+    /// Whether the rules see no difference between two placements.
+    fn same_rules(&self, a: &Placed, b: &Placed) -> bool {
+        !self.classifier.uses_placement() || a.same_place(b)
+    }
+
+    fn classify(&self, p: &Process, placed: &Placed) -> Classification {
+        if self.classifier.uses_placement() {
+            let view = placed.rule_view();
+            self.classifier
+                .classify_placed(&p.comm, &p.exe, &p.cmdline, &view)
+        } else {
+            self.classifier.classify(&p.comm, &p.exe, &p.cmdline)
+        }
+    }
+
+    /// The processes that get per-process series, and how many more would
+    /// have but for `max_process_series`: those using the most memory are
+    /// kept, as they are the ones worth a series of their own.
+    fn shown(&self, procs: &[ProcView]) -> (Vec<usize>, usize) {
+        let s = &self.settings;
+        if !s.per_process {
+            return (Vec::new(), 0);
+        }
+        let mut shown: Vec<usize> = (0..procs.len())
+            .filter(|&i| procs[i].memory() >= s.min_uss)
+            .collect();
+        let capped = shown.len().saturating_sub(s.max_process_series);
+        if capped > 0 {
+            shown.sort_by_key(|&i| (std::cmp::Reverse(procs[i].memory()), procs[i].pid));
+            shown.truncate(s.max_process_series);
+            shown.sort_unstable();
+        }
+        (shown, capped)
     }
 
     /// `smaps_mode: top`: members of some top-N by RSS (per subgroup and
@@ -400,6 +620,30 @@ impl ProcessTable {
     }
 }
 
+/// A process's context switch count, given the count `reported` last time,
+/// the sum over its threads `before` (read last time) and `now`: grown by
+/// any increase of the sum, never decreased (a thread exited).
+fn smooth(reported: CtxSwitches, before: Option<CtxSwitches>, now: CtxSwitches) -> CtxSwitches {
+    let Some(before) = before else {
+        return now;
+    };
+    let grow = |r: u64, b: u64, n: u64| r.saturating_add(n.saturating_sub(b));
+    CtxSwitches {
+        voluntary: grow(reported.voluntary, before.voluntary, now.voluntary),
+        involuntary: grow(reported.involuntary, before.involuntary, now.involuntary),
+    }
+}
+
+/// `btime` of `<procfs>/stat`: when the host booted, in seconds since the
+/// epoch, which start times in clock ticks after boot are relative to.
+fn boot_time(procfs: &Path) -> Option<f64> {
+    // A line per CPU and a dozen more: a megabyte is some 10,000 CPUs.
+    let text = herakles_core::read_text(procfs.join("stat"), 1 << 20).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// Carry a departed member's last values into its group's counters, unless
 /// the group is filtered out and so has no counters.
 fn retire(
@@ -412,43 +656,6 @@ fn retire(
     if s.exported(&group) {
         exited.entry((group, subgroup)).or_default().add(t);
     }
-}
-
-fn aggregate(procs: &[ProcView], exited: &HashMap<(Arc<str>, Arc<str>), Totals>) -> Vec<GroupView> {
-    let mut groups: HashMap<(Arc<str>, Arc<str>), GroupView> = HashMap::new();
-    let empty = |g: &Arc<str>, s: &Arc<str>| GroupView {
-        group: g.clone(),
-        subgroup: s.clone(),
-        members: 0,
-        rss: 0,
-        pss: 0,
-        swap: 0,
-        cpu_rate: 0.0,
-        totals: Totals::default(),
-    };
-    for p in procs {
-        let g = groups
-            .entry((p.group.clone(), p.subgroup.clone()))
-            .or_insert_with(|| empty(&p.group, &p.subgroup));
-        g.members += 1;
-        g.rss = g.rss.saturating_add(p.rss);
-        if let Some((sm, _)) = p.smaps {
-            g.pss = g.pss.saturating_add(sm.pss);
-            g.swap = g.swap.saturating_add(sm.swap);
-        }
-        g.cpu_rate += p.cpu_rate.unwrap_or(0.0);
-        g.totals.add(&p.totals);
-    }
-    for ((gr, sg), t) in exited {
-        groups
-            .entry((gr.clone(), sg.clone()))
-            .or_insert_with(|| empty(gr, sg))
-            .totals
-            .add(t);
-    }
-    let mut out: Vec<GroupView> = groups.into_values().collect();
-    out.sort_by(|a, b| (&a.group, &a.subgroup).cmp(&(&b.group, &b.subgroup)));
-    out
 }
 
 #[cfg(test)]
