@@ -18,12 +18,25 @@ use std::path::Path;
 /// shortcut does not, so an unprivileged exporter on a new kernel still
 /// gets counts.
 pub fn count_open_fds(pid_dir: &Path) -> io::Result<u64> {
+    count(pid_dir, true)
+}
+
+/// [`count_open_fds`], using the directory size only if `by_size`: only
+/// procfs gives it that meaning (see [`is_procfs`]); a directory anywhere
+/// else (a fixture tree standing in for `/proc`) is listed.
+pub fn count(pid_dir: &Path, by_size: bool) -> io::Result<u64> {
     let fd_dir = pid_dir.join("fd");
     let size = std::fs::metadata(&fd_dir)?.size();
-    if size > 0 {
+    if by_size && size > 0 {
         return Ok(size);
     }
     list_open_fds(&fd_dir)
+}
+
+/// Whether `path` is on a procfs mount.
+pub fn is_procfs(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC)
 }
 
 /// Count the entries of an `fd` directory.
@@ -208,6 +221,18 @@ Max realtime timeout      unlimited            unlimited            us        \n
             child.kill().unwrap();
             child.wait().unwrap();
         }
+    }
+
+    #[test]
+    fn only_procfs_sizes_count() {
+        assert!(is_procfs(Path::new("/proc/self")));
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!is_procfs(dir.path()));
+        std::fs::create_dir(dir.path().join("fd")).unwrap();
+        for n in 0..3 {
+            std::fs::write(dir.path().join(format!("fd/{n}")), "").unwrap();
+        }
+        assert_eq!(count(dir.path(), false).unwrap(), 3);
     }
 
     #[test]

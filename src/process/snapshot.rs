@@ -131,8 +131,9 @@ pub struct Process {
     pub io: Option<Io>,
     /// Open file descriptors, when counted and readable.
     pub open_fds: Option<u64>,
-    /// Context switches summed over the threads, when read.
-    pub ctx_switches: Option<CtxSwitches>,
+    /// Context switches of each thread (thread id, counts), in thread id
+    /// order, when read.
+    pub ctx_switches: Option<Vec<(u32, CtxSwitches)>>,
     /// Placement read this scan, when it was due.
     pub placement: Option<placement::Read>,
 }
@@ -149,6 +150,9 @@ pub struct CtxSwitches {
 pub struct Reads {
     /// Count open file descriptors.
     pub open_fds: bool,
+    /// Whether the size of a process's `fd` directory is its count (procfs
+    /// is mounted there, not a fixture tree).
+    pub fds_by_size: bool,
     /// Sum context switches over each process's threads.
     pub ctx_switches: bool,
     /// Which processes get their placement read.
@@ -406,7 +410,7 @@ fn read_process(
             if !task.reading(FileKind::Fd) {
                 return None;
             }
-            match fds::count_open_fds(&path) {
+            match fds::count(&path, reads.fds_by_size) {
                 Ok(n) => p.open_fds = Some(n),
                 Err(e) if vanished(&e, &path) => return None,
                 Err(e) if absent(&e) => {}
@@ -440,41 +444,39 @@ fn read_process(
     Read { process, failed }
 }
 
-/// Context switches of the process at `dir`, summed over its threads, and
-/// its effective uid; `None` when `status` has no counts.
+/// Context switches of each thread of the process at `dir`, and its
+/// effective uid; `None` when `status` has no counts.
 ///
 /// `/proc/<pid>/status` counts the main thread only (the kernel keeps the
 /// counters per thread and does not sum them there), so a process with
 /// more than one thread is read thread by thread from `task/<tid>/status`,
-/// as process-exporter does. Threads that exit meanwhile are skipped; the
-/// counts of threads that exited before are lost, which the process table
-/// smooths over (see `state.rs`). `Interrupted` means the scan gave up.
+/// as process-exporter does. Threads that exit meanwhile are skipped.
+/// `Interrupted` means the scan gave up.
 fn context_switches(
     dir: &Path,
     pid: u32,
     threads: u64,
     buf: &mut Vec<u8>,
     task: &Task,
-) -> io::Result<Option<(CtxSwitches, Option<u32>)>> {
-    let add = |sum: &mut CtxSwitches, s: &status::Status| -> Option<()> {
-        sum.voluntary = sum.voluntary.saturating_add(s.voluntary_ctxt_switches?);
-        sum.involuntary = sum
-            .involuntary
-            .saturating_add(s.nonvoluntary_ctxt_switches?);
-        Some(())
+) -> io::Result<Option<(Vec<(u32, CtxSwitches)>, Option<u32>)>> {
+    let counts = |s: &status::Status| {
+        Some(CtxSwitches {
+            voluntary: s.voluntary_ctxt_switches?,
+            involuntary: s.nonvoluntary_ctxt_switches?,
+        })
     };
-    let mut sum = CtxSwitches::default();
     if threads <= 1 {
         let Some(s) = status::read(dir, buf)? else {
             return Ok(None);
         };
-        return Ok(add(&mut sum, &s).map(|()| (sum, s.euid())));
+        return Ok(counts(&s).map(|c| (vec![(pid, c)], s.euid())));
     }
     let mut uid = None;
     let mut tids: Vec<u32> = std::fs::read_dir(dir.join("task"))?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();
     tids.sort_unstable();
+    let mut out = Vec::with_capacity(tids.len());
     let mut task_dir = dir.join("task");
     for tid in tids {
         if !task.reading(FileKind::Status) {
@@ -485,9 +487,10 @@ fn context_switches(
         task_dir.pop();
         match read {
             Ok(Some(s)) => {
-                if add(&mut sum, &s).is_none() {
+                let Some(c) = counts(&s) else {
                     return Ok(None);
-                }
+                };
+                out.push((tid, c));
                 if tid == pid {
                     uid = s.euid();
                 }
@@ -497,5 +500,5 @@ fn context_switches(
             Err(e) => return Err(e),
         }
     }
-    Ok(Some((sum, uid)))
+    Ok(Some((out, uid)))
 }

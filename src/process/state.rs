@@ -19,10 +19,11 @@
 //! true totals) but loses its gauges, which would otherwise report zero
 //! memory for something that no longer exists.
 //!
-//! Context switches are summed over a process's live threads, so they drop
-//! when a thread exits. Each process's count therefore only ever grows by
-//! the increase of that sum since the last scrape (a drop adds nothing):
-//! monotonic, at the price of the last increments of exiting threads.
+//! Context switches are counted per thread, and a thread's counts vanish
+//! with it. So a process's count grows, from one scrape to the next, by
+//! each live thread's increase (all of a new thread's counts), and a
+//! thread that exited takes only its last increments with it: the count
+//! never goes down.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -266,8 +267,8 @@ struct Seen {
     group: Arc<str>,
     subgroup: Arc<str>,
     totals: Totals,
-    /// The context switches read last, before smoothing.
-    ctx_read: Option<CtxSwitches>,
+    /// Each thread's context switches as read last.
+    ctx_read: Option<Vec<(u32, CtxSwitches)>>,
     placed: Placed,
 }
 
@@ -347,6 +348,7 @@ impl ProcessTable {
         };
         let reads = Reads {
             open_fds: s.open_fds,
+            fds_by_size: s.open_fds && crate::attribution::fds::is_procfs(procfs),
             ctx_switches: s.ctx_switches,
             placement: self.lock().due.clone(),
         };
@@ -380,10 +382,14 @@ impl ProcessTable {
                     (c.group, c.subgroup)
                 }
             };
-            let (ctx, ctx_read) = match (p.ctx_switches, &prev) {
-                (Some(now), Some(o)) => (smooth(o.totals.ctx, o.ctx_read, now), Some(now)),
-                (Some(now), None) => (now, Some(now)),
-                (None, _) => (CtxSwitches::default(), None),
+            let has_ctx = p.ctx_switches.is_some();
+            let ctx = match &p.ctx_switches {
+                Some(now) => {
+                    let before = prev.as_ref().and_then(|o| o.ctx_read.as_deref());
+                    let reported = prev.as_ref().map(|o| o.totals.ctx).unwrap_or_default();
+                    grow(reported, before, now)
+                }
+                None => CtxSwitches::default(),
             };
             let totals = Totals {
                 utime: p.utime,
@@ -431,7 +437,7 @@ impl ProcessTable {
                     group: group.clone(),
                     subgroup: subgroup.clone(),
                     totals,
-                    ctx_read,
+                    ctx_read: p.ctx_switches,
                     placed: placed.clone(),
                 },
             );
@@ -458,7 +464,7 @@ impl ProcessTable {
                     vsize: p.vsize,
                     starttime: p.starttime,
                     open_fds: p.open_fds,
-                    has_ctx: p.ctx_switches.is_some(),
+                    has_ctx,
                     placed,
                 },
             ));
@@ -620,18 +626,37 @@ impl ProcessTable {
     }
 }
 
-/// A process's context switch count, given the count `reported` last time,
-/// the sum over its threads `before` (read last time) and `now`: grown by
-/// any increase of the sum, never decreased (a thread exited).
-fn smooth(reported: CtxSwitches, before: Option<CtxSwitches>, now: CtxSwitches) -> CtxSwitches {
+/// A process's context switch count, given the count `reported` last time
+/// and each thread's counts read then (`before`, `None` the first time)
+/// and now: see the module documentation.
+fn grow(
+    reported: CtxSwitches,
+    before: Option<&[(u32, CtxSwitches)]>,
+    now: &[(u32, CtxSwitches)],
+) -> CtxSwitches {
     let Some(before) = before else {
-        return now;
+        return now.iter().fold(CtxSwitches::default(), |mut sum, (_, c)| {
+            sum.voluntary = sum.voluntary.saturating_add(c.voluntary);
+            sum.involuntary = sum.involuntary.saturating_add(c.involuntary);
+            sum
+        });
     };
-    let grow = |r: u64, b: u64, n: u64| r.saturating_add(n.saturating_sub(b));
-    CtxSwitches {
-        voluntary: grow(reported.voluntary, before.voluntary, now.voluntary),
-        involuntary: grow(reported.involuntary, before.involuntary, now.involuntary),
+    let mut out = reported;
+    for (tid, c) in now {
+        let was = match before.binary_search_by_key(tid, |(t, _)| *t) {
+            Ok(i) => before[i].1,
+            Err(_) => CtxSwitches::default(),
+        };
+        // Less than before: the thread id was reused; count from zero.
+        let (v, i) = if c.voluntary < was.voluntary || c.involuntary < was.involuntary {
+            (c.voluntary, c.involuntary)
+        } else {
+            (c.voluntary - was.voluntary, c.involuntary - was.involuntary)
+        };
+        out.voluntary = out.voluntary.saturating_add(v);
+        out.involuntary = out.involuntary.saturating_add(i);
     }
+    out
 }
 
 /// `btime` of `<procfs>/stat`: when the host booted, in seconds since the
@@ -955,5 +980,328 @@ mod tests {
         assert_eq!((sm.pss, sm.uss, sm.swap), (30 * 1024, 3 * 1024, 3 * 1024));
         assert_eq!(v.timeouts.get(FileKind::Smaps), 1);
         assert_eq!(v.errors, ReadErrors::default());
+    }
+
+    // ------------------------------------------------------------ placement
+
+    const CID: &str = "4f1ab5d3c2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5";
+    const CID2: &str = "0853fad78812e955b92d871d8d597d9bc598e34320c9edbfab0a73eacf150145";
+    const POD: &str = "73dc8baf-43a0-413e-aac2-5eb0868f6c1a";
+
+    /// A process that is only what placement tests need: `comm`, a stat
+    /// with `state`, threads and faults, and the placement files.
+    fn placed_proc(root: &Path, pid: u32, comm: &str, cgroup: &str, uid: u32) {
+        let dir = root.join(pid.to_string());
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join("stat"),
+            format!("{pid} ({comm}) S 1 {pid} {pid} 0 -1 4194560 30 0 2 0 10 5 0 0 20 0 4 0 {} 1000000 10 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n", 1000 + pid),
+        )
+        .unwrap();
+        fs::write(dir.join("cmdline"), format!("{comm}\0")).unwrap();
+        let _ = fs::remove_file(dir.join("exe"));
+        std::os::unix::fs::symlink(format!("/usr/bin/{comm}"), dir.join("exe")).unwrap();
+        fs::write(dir.join("io"), IO).unwrap();
+        fs::write(dir.join("cgroup"), cgroup).unwrap();
+        fs::write(
+            dir.join("status"),
+            format!("Name:\t{comm}\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n"),
+        )
+        .unwrap();
+    }
+
+    /// A table reading `rootfs/etc/passwd`, with `config` applied.
+    fn placing_table(rootfs: &Path, config: impl FnOnce(&mut Config)) -> ProcessTable {
+        fs::create_dir_all(rootfs.join("etc")).unwrap();
+        fs::write(
+            rootfs.join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n",
+        )
+        .unwrap();
+        let mut c = Config::default();
+        c.paths.rootfs = rootfs.to_path_buf();
+        config(&mut c);
+        ProcessTable::new(Settings::from_config(&c), Arc::new(Classifier::builtin()))
+    }
+
+    fn entity<'a>(v: &'a View, dim: Dimension, id: &str) -> Option<&'a EntityView> {
+        v.entities
+            .iter()
+            .find(|e| e.dim == dim && e.labels.iter().any(|(_, v)| v == id))
+    }
+
+    #[test]
+    fn placement_per_runtime_format() {
+        let proc_dir = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let p = proc_dir.path();
+        let kube = format!("0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-{CID}.scope\n", POD.replace('-', "_"));
+        placed_proc(p, 10, "app", &kube, 1000);
+        placed_proc(p, 11, "app", &kube, 1000);
+        let docker = format!("9:name=systemd:/docker/{CID2}\n4:memory:/docker/{CID2}\n0::/system.slice/containerd.service\n");
+        placed_proc(p, 12, "nginx", &docker, 0);
+        placed_proc(
+            p,
+            13,
+            "cron",
+            "1:name=systemd:/system.slice/cron.service\n0::/system.slice/cron.service\n",
+            0,
+        );
+        placed_proc(p, 14, "sh", "0::/\n", 4242);
+        let v = placing_table(root.path(), |_| {}).compute(p);
+
+        let a = find(&v, 10).unwrap().placed.attribution.clone().unwrap();
+        let c = a.identity.container.as_ref().unwrap();
+        assert_eq!((c.runtime.as_str(), c.id.as_str()), ("containerd", CID));
+        assert_eq!(a.identity.pod.as_ref().unwrap().uid, POD);
+        let b = find(&v, 11).unwrap().placed.attribution.clone().unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "one attribution per distinct file");
+
+        let pod = entity(&v, Dimension::Pod, POD).unwrap();
+        assert_eq!(pod.members, 2);
+        assert!(pod.labels.contains(&("qos_class", "burstable".into())));
+        assert_eq!(pod.totals.utime, 20);
+        let docker = v
+            .entities
+            .iter()
+            .find(|e| e.labels.contains(&("container_runtime", "docker".into())))
+            .unwrap();
+        assert_eq!(docker.members, 1);
+        let containerd = entity(&v, Dimension::Container, CID).unwrap();
+        assert!(containerd
+            .labels
+            .contains(&("container_runtime", "containerd".into())));
+        assert!(containerd.labels.contains(&("pod_uid", POD.into())));
+        assert_eq!(
+            v.entities
+                .iter()
+                .filter(|e| e.dim == Dimension::Container)
+                .count(),
+            2
+        );
+        assert_eq!(
+            entity(&v, Dimension::Unit, "cron.service").unwrap().members,
+            1
+        );
+        assert_eq!(
+            entity(&v, Dimension::Unit, "containerd.service")
+                .unwrap()
+                .members,
+            1,
+            "a hybrid host tracks units by the v2 path"
+        );
+        assert_eq!(entity(&v, Dimension::User, "alice").unwrap().members, 2);
+        assert_eq!(entity(&v, Dimension::User, "root").unwrap().members, 2);
+        assert_eq!(entity(&v, Dimension::User, "4242").unwrap().members, 1);
+        assert_eq!(v.errors, ReadErrors::default());
+    }
+
+    #[test]
+    fn exec_rereads_at_once_a_move_within_the_period() {
+        let proc_dir = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let p = proc_dir.path();
+        let (a, b) = (
+            "0::/system.slice/a.service\n",
+            "0::/system.slice/b.service\n",
+        );
+        // pid 17: 17 mod 3 = 2, so its turn comes at scrape numbers 2, 5...
+        placed_proc(p, 17, "runc", a, 0);
+        let t = placing_table(root.path(), |c| c.attribution_recheck_scrapes = 3);
+        let unit = |v: &View| {
+            let a = find(v, 17).unwrap().placed.attribution.clone().unwrap();
+            a.unit().unwrap().to_string()
+        };
+        assert_eq!(unit(&t.compute(p)), "a.service");
+        // Moved without exec: seen at its turn, not before.
+        placed_proc(p, 17, "runc", b, 0);
+        assert_eq!(unit(&t.compute(p)), "a.service", "scrape 1: not its turn");
+        assert_eq!(unit(&t.compute(p)), "b.service", "scrape 2: its turn");
+        // Exec (a new comm and exe): read at once.
+        placed_proc(p, 17, "app", a, 1000);
+        let v = t.compute(p);
+        assert_eq!(unit(&v), "a.service");
+        assert_eq!(find(&v, 17).unwrap().placed.user.as_deref(), Some("alice"));
+        // The unit left keeps the counters of what left it; a unit with no
+        // live member is forgotten.
+        assert!(entity(&v, Dimension::Unit, "b.service").is_none());
+        assert_eq!(
+            entity(&v, Dimension::Unit, "a.service")
+                .unwrap()
+                .totals
+                .utime,
+            10
+        );
+    }
+
+    #[test]
+    fn placement_rules_reclassify_on_a_move() {
+        let proc_dir = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let rules = root.path().join("rules.toml");
+        fs::write(
+            &rules,
+            "subgroups = [{ group = \"batch\", subgroup = \"backup\", unit_matches = ['backup\\.service'] }]\n",
+        )
+        .unwrap();
+        let classifier = Classifier::load(&crate::classify::RuleSources {
+            explicit: Some(rules),
+            search_default_locations: false,
+        })
+        .unwrap();
+        let mut c = Config::default();
+        c.paths.rootfs = root.path().to_path_buf();
+        c.attribution_recheck_scrapes = 1;
+        let t = ProcessTable::new(Settings::from_config(&c), Arc::new(classifier));
+        let p = proc_dir.path();
+        placed_proc(p, 20, "zz-tar", "0::/system.slice/other.service\n", 0);
+        let v = t.compute(p);
+        assert_eq!(&*find(&v, 20).unwrap().group, "other");
+        placed_proc(p, 20, "zz-tar", "0::/system.slice/backup.service\n", 0);
+        let v = t.compute(p);
+        assert_eq!(
+            (
+                &*find(&v, 20).unwrap().group,
+                &*find(&v, 20).unwrap().subgroup
+            ),
+            ("batch", "backup")
+        );
+        // The group it left keeps its counters.
+        assert_eq!(group(&v, "other", "unknown").totals.utime, 10);
+    }
+
+    #[test]
+    fn attribution_off_reads_nothing() {
+        let proc_dir = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let p = proc_dir.path();
+        placed_proc(p, 10, "app", "0::/system.slice/a.service\n", 0);
+        // Unreadable placement files would count as errors if read.
+        fs::remove_file(p.join("10/cgroup")).unwrap();
+        fs::create_dir(p.join("10/cgroup")).unwrap();
+        let t = placing_table(root.path(), |c| {
+            c.attribution = false;
+            c.process_open_fds = false;
+        });
+        let v = t.compute(p);
+        assert!(find(&v, 10).unwrap().placed.attribution.is_none());
+        assert!(v.entities.is_empty());
+        assert_eq!(v.errors, ReadErrors::default());
+        // On, the same file is an error of its kind.
+        let v = placing_table(root.path(), |_| {}).compute(p);
+        assert_eq!(v.errors.get(FileKind::Cgroup), 1);
+    }
+
+    #[test]
+    fn zombies_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        placed_proc(dir.path(), 30, "defunct", "0::/\n", 0);
+        let stat = dir.path().join("30/stat");
+        let text = fs::read_to_string(&stat).unwrap().replace(") S ", ") Z ");
+        fs::write(&stat, text).unwrap();
+        // A zombie's exe link is gone: ENOENT, though the process is there.
+        fs::remove_file(dir.path().join("30/exe")).unwrap();
+        let v = placing_table(root.path(), |_| {}).compute(dir.path());
+        let z = find(&v, 30).expect("the zombie is in the table");
+        assert_eq!(z.state, b'Z');
+        assert_eq!(group(&v, &z.group, &z.subgroup).states, [0, 0, 0, 1, 0]);
+        assert_eq!(v.errors, ReadErrors::default());
+    }
+
+    #[test]
+    fn group_facts_like_process_exporter() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        for pid in [40, 41] {
+            placed_proc(p, pid, "zz-svc", "0::/\n", 0);
+            fs::write(
+                p.join(format!("{pid}/limits")),
+                format!(
+                    "Max open files            {}                 4096                 files\n",
+                    100 * (pid - 39)
+                ),
+            )
+            .unwrap();
+            let fd = p.join(format!("{pid}/fd"));
+            fs::create_dir(&fd).unwrap();
+            for n in 0..(pid - 30) {
+                fs::write(fd.join(n.to_string()), "").unwrap();
+            }
+        }
+        let v = placing_table(root.path(), |_| {}).compute(p);
+        let g = group(&v, "other", "unknown");
+        assert_eq!((g.members, g.threads, g.vsize), (2, 8, 2_000_000));
+        assert_eq!((g.totals.minflt, g.totals.majflt), (60, 4));
+        assert_eq!(g.states, [0, 2, 0, 0, 0]);
+        // A fixture directory's size is not its entry count: listed.
+        assert_eq!(g.open_fds, 10 + 11);
+        // 10 of 100 and 11 of 200: the worse of the two.
+        assert_eq!(g.worst_fd_ratio, Some(0.1));
+        assert_eq!(g.oldest_start, Some(1040));
+    }
+
+    #[test]
+    fn context_switches_sum_threads_and_never_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        placed_proc(p, 50, "zz-mt", "0::/\n", 0);
+        // Four threads in stat; their counts in task/<tid>/status.
+        let thread = |tid: u32, vol: u64, invol: u64| {
+            let d = p.join(format!("50/task/{tid}"));
+            fs::create_dir_all(&d).unwrap();
+            fs::write(
+                d.join("status"),
+                format!("Name:\tzz-mt\nUid:\t7\t7\t7\t7\nvoluntary_ctxt_switches:\t{vol}\nnonvoluntary_ctxt_switches:\t{invol}\n"),
+            )
+            .unwrap();
+        };
+        for tid in 50..54 {
+            thread(tid, 10, 1);
+        }
+        let t = placing_table(root.path(), |c| c.process_context_switches = true);
+        let v = t.compute(p);
+        let ctx = |v: &View| {
+            let c = find(v, 50).unwrap().totals.ctx;
+            (c.voluntary, c.involuntary)
+        };
+        assert_eq!(ctx(&v), (40, 4));
+        assert_eq!(find(&v, 50).unwrap().placed.uid, Some(7), "from the leader");
+        // A thread exits, another one switches 5 times more, a new one
+        // starts: the sum over live threads drops, the count does not.
+        fs::remove_dir_all(p.join("50/task/53")).unwrap();
+        thread(52, 15, 1);
+        thread(60, 3, 2);
+        assert_eq!(ctx(&t.compute(p)), (48, 6));
+        let v = t.compute(p);
+        assert_eq!(ctx(&v), (48, 6));
+        assert_eq!(group(&v, "other", "unknown").totals.ctx.voluntary, 48);
+    }
+
+    #[test]
+    fn the_cap_keeps_the_largest_and_counts_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        for pid in 100..110u32 {
+            let mut pr = postgres(pid, 5000 + u64::from(pid), (1, 1));
+            pr.rss_pages = u64::from(pid);
+            pr.rollup = None;
+            write(dir.path(), &pr);
+        }
+        let c = Config {
+            max_process_series: 3,
+            smaps_mode: SmapsMode::Off,
+            ..Config::default()
+        };
+        let t = ProcessTable::new(Settings::from_config(&c), Arc::new(Classifier::builtin()));
+        let v = t.compute(dir.path());
+        let pids: Vec<u32> = v.shown.iter().map(|&i| v.procs[i].pid).collect();
+        assert_eq!(pids, [107, 108, 109]);
+        assert_eq!((v.capped, v.capped_total), (7, 7));
+        let v = t.compute(dir.path());
+        assert_eq!((v.capped, v.capped_total), (7, 14));
+        // Groups still count every process.
+        assert_eq!(group(&v, "db", "postgres").members, 10);
     }
 }
