@@ -24,6 +24,9 @@ pub struct Unit {
     pub slice: String,
     /// The system manager's unit: a `.service` or `.scope`.
     pub unit: String,
+    /// The unit's own cgroup: the path up to it, where the kernel accounts
+    /// the whole unit.
+    pub cgroup: String,
     /// Set when the unit is a user manager (`user@<uid>.service`).
     pub user: Option<UserUnit>,
 }
@@ -49,6 +52,9 @@ pub fn unit(path: &str) -> Option<Unit> {
     let mut comps = path.split('/').filter(|c| !c.is_empty()).peekable();
     let slice = leading_slices(&mut comps);
     let unit = comps.next().filter(|c| is_process_unit(c))?;
+    // The unit name is a whole component of the path: cut right after it.
+    let start = unit.as_ptr() as usize - path.as_ptr() as usize;
+    let cgroup = format!("/{}", path[..start + unit.len()].trim_start_matches('/'));
     let user = user_manager_uid(unit).map(|uid| {
         let slice = leading_slices(&mut comps);
         let unit = comps
@@ -60,6 +66,7 @@ pub fn unit(path: &str) -> Option<Unit> {
     Some(Unit {
         slice,
         unit: unit.to_string(),
+        cgroup,
         user,
     })
 }
@@ -184,6 +191,24 @@ mod tests {
         ] {
             assert_eq!(unit(path), None, "{path}");
         }
+    }
+
+    #[test]
+    fn unit_cgroups() {
+        let cg = |p: &str| unit(p).unwrap().cgroup;
+        assert_eq!(
+            cg("/system.slice/nginx.service"),
+            "/system.slice/nginx.service"
+        );
+        assert_eq!(
+            cg("//system.slice/docker-1.scope/init/x"),
+            "/system.slice/docker-1.scope"
+        );
+        assert_eq!(cg("/init.scope"), "/init.scope");
+        assert_eq!(
+            cg("/user.slice/user-1000.slice/user@1000.service/app.slice/a.scope"),
+            "/user.slice/user-1000.slice/user@1000.service"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Nothing here lists them: every file registers itself with
 //! `inventory::submit!`, and the exporter discovers them at start-up.
 
+pub mod cgroup;
 pub mod cpu;
 pub mod disk;
 pub mod ebpf_io;
@@ -14,6 +15,7 @@ pub mod loadavg;
 pub mod memory;
 pub mod netdev;
 pub mod process;
+pub mod process_attribution;
 pub mod process_groups;
 pub mod process_top;
 pub mod tcp;

@@ -3,9 +3,15 @@
 //! One series per process and metric is the most useful and the most
 //! expensive thing this exporter can do: a host with 5,000 processes gets
 //! 5,000 series per metric, and every exit and start churns them. Hence
-//! `per_process_metrics: false` (keep only group and top-N series) and
-//! `min_uss_kb` (skip small processes). Series of an exited process vanish
-//! at the next scrape; nothing is remembered per pid beyond its life.
+//! `per_process_metrics: false` (keep only group and top-N series),
+//! `min_uss_kb` (skip small processes) and the hard cap
+//! `max_process_series` (keep the largest, count the rest in
+//! `herakles_process_series_dropped_total`). Series of an exited process
+//! vanish at the next scrape; nothing is remembered per pid beyond its
+//! life.
+//!
+//! `process_labels` adds where the process runs (container, pod, unit,
+//! user) to its series: one value per process, so no more series.
 //!
 //! `herakles_cpu_process_usage_percent` is in percent of one CPU, as `top`
 //! shows it: a process busy on four threads reads 400. It is absent on a
@@ -16,8 +22,9 @@ use herakles_core::{
     Result, ScrapeContext,
 };
 
+use crate::config::Dimension;
 use crate::process::snapshot::FileKind;
-use crate::process::{self, ProcessTable};
+use crate::process::{self, ProcView, ProcessTable};
 use std::sync::Arc;
 
 const RSS: Desc = Desc::gauge(
@@ -64,6 +71,10 @@ const SCAN: Desc = Desc::gauge(
     "herakles_process_scan_duration_seconds",
     "Time the last scan of /proc/<pid> took.",
 );
+const DROPPED: Desc = Desc::counter(
+    "herakles_process_series_dropped_total",
+    "Processes left out of the per-process series by max_process_series (those using the least memory), summed over scrapes.",
+);
 const PROCESSES: Desc = Desc::gauge(
     "herakles_processes",
     "Processes seen by the last scan and exported (after search_mode and disable_others).",
@@ -97,11 +108,23 @@ impl Collector for Process {
         if !s.per_process {
             return Ok(());
         }
-        let shown: Vec<_> = view
-            .procs
+        out.single(&DROPPED, view.capped_total as f64);
+        let shown: Vec<&ProcView> = view.shown.iter().map(|&i| &view.procs[i]).collect();
+        let pids: Vec<String> = shown.iter().map(|p| p.pid.to_string()).collect();
+        // Built once per process, used by every family.
+        let labels: Vec<Vec<(&str, &str)>> = shown
             .iter()
-            .filter(|p| p.uss().unwrap_or(p.rss) >= s.min_uss)
-            .map(|p| (p, p.pid.to_string()))
+            .zip(&pids)
+            .map(|(p, pid)| {
+                let mut l = vec![
+                    ("pid", pid.as_str()),
+                    ("name", p.comm.as_str()),
+                    ("group", &*p.group),
+                    ("subgroup", &*p.subgroup),
+                ];
+                l.extend(placement_labels(&s.process_labels, p));
+                l
+            })
             .collect();
         type Get = fn(&process::ProcView, f64) -> Option<f64>;
         let families: [(&Desc, Get); 7] = [
@@ -117,20 +140,43 @@ impl Collector for Process {
         ];
         for (desc, get) in families {
             let mut f = out.family(desc);
-            for (p, pid) in &shown {
+            for (p, labels) in shown.iter().zip(&labels) {
                 if let Some(v) = get(p, tck) {
-                    let labels = [
-                        ("pid", pid.as_str()),
-                        ("name", &p.comm),
-                        ("group", &p.group),
-                        ("subgroup", &p.subgroup),
-                    ];
-                    f.sample(&labels, v);
+                    f.sample(labels, v);
                 }
             }
         }
         Ok(())
     }
+}
+
+/// The `process_labels` of `p`; a fact it lacks (no container) is an
+/// empty value, which Prometheus reads as no label.
+fn placement_labels<'a>(
+    dims: &[Dimension],
+    p: &'a ProcView,
+) -> impl Iterator<Item = (&'static str, &'a str)> {
+    let identity = p.placed.attribution.as_deref().map(|a| &a.identity);
+    let mut out = Vec::new();
+    for dim in dims {
+        match dim {
+            Dimension::Container => {
+                let c = identity.and_then(|i| i.container.as_ref());
+                out.push(("container_id", c.map_or("", |c| c.id.as_str())));
+                out.push(("container_runtime", c.map_or("", |c| c.runtime.as_str())));
+            }
+            Dimension::Pod => {
+                let pod = identity.and_then(|i| i.pod.as_ref());
+                out.push(("pod_uid", pod.map_or("", |p| p.uid.as_str())));
+            }
+            Dimension::Unit => {
+                let unit = identity.and_then(|i| i.unit.as_ref());
+                out.push(("unit", unit.map_or("", |u| u.unit.as_str())));
+            }
+            Dimension::User => out.push(("user", p.placed.user.as_deref().unwrap_or(""))),
+        }
+    }
+    out.into_iter()
 }
 
 impl BuildCollector for Process {

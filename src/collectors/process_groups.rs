@@ -12,6 +12,16 @@
 //! `herakles_group_cpu_usage_ratio` is a share of the whole machine (CPU
 //! seconds per wall second, divided by online CPUs), so 1.0 means every CPU
 //! busy with this subgroup.
+//!
+//! Beside them, what process-exporter reports per group, with the same
+//! meaning: threads, virtual memory, processes per state, page faults,
+//! open file descriptors and the worst ratio of open descriptors to the
+//! open-files limit, context switches, and the oldest start time. Two
+//! differences: a process counts once in `herakles_group_process_states`,
+//! by its own state (as `ps` shows it), where process-exporter counts each
+//! thread and the main thread twice; and counters here count from each
+//! process's start, process-exporter's from when it first saw it, so
+//! compare their increases.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,7 +34,7 @@ use herakles_core::{
 use crate::classify::Classifier;
 use crate::ebpf::process_io::{self, ProcessIo};
 use crate::ebpf::tcp_state::{Owner, TcpState};
-use crate::process::{self, GroupView, ProcessTable, View};
+use crate::process::{self, aggregate, GroupView, ProcessTable, View};
 
 const RSS: Desc = Desc::gauge(
     "herakles_group_memory_rss_bytes",
@@ -73,6 +83,39 @@ const NET_RX: Desc = Desc::counter(
 const NET_TX: Desc = Desc::counter(
     "herakles_group_net_tx_bytes_total",
     "TCP and UDP bytes the subgroup's processes sent, including exited ones (eBPF).",
+);
+
+const THREADS: Desc = Desc::gauge(
+    "herakles_group_threads",
+    "Threads of the subgroup's processes.",
+);
+const VIRTUAL: Desc = Desc::gauge(
+    "herakles_group_memory_virtual_bytes",
+    "Sum of the virtual memory size of the subgroup's processes.",
+);
+const STATES: Desc = Desc::gauge(
+    "herakles_group_process_states",
+    "Live processes of the subgroup per state of their main thread (running, sleeping, disk_sleep, zombie, other).",
+);
+const OPEN_FDS: Desc = Desc::gauge(
+    "herakles_group_open_fds",
+    "Open file descriptors of the subgroup's processes (process_open_fds).",
+);
+const WORST_FD_RATIO: Desc = Desc::gauge(
+    "herakles_group_worst_fd_ratio",
+    "Highest ratio of open file descriptors to the open-files soft limit among the subgroup's processes.",
+);
+const OLDEST_START: Desc = Desc::gauge(
+    "herakles_group_oldest_start_time_seconds",
+    "Start time of the subgroup's oldest live process, in seconds since the epoch.",
+);
+const PAGE_FAULTS: Desc = Desc::counter(
+    "herakles_group_page_faults_total",
+    "Page faults of the subgroup's processes, minor (no I/O) and major (read from storage), including exited ones.",
+);
+const CTX_SWITCHES: Desc = Desc::counter(
+    "herakles_group_context_switches_total",
+    "Context switches of the subgroup's threads, voluntary (blocked) and involuntary (preempted), including exited ones (process_context_switches).",
 );
 
 const NET_CONNECTIONS: Desc = Desc::counter(
@@ -152,6 +195,7 @@ impl Collector for ProcessGroups {
                 f.sample(&labels(g), get(g, 0.0));
             }
         }
+        emit_process_exporter(&self.table, &view, &live, out);
         if let Some(c) = &self.connections {
             c.collect(ctx, &self.table, &view, out);
         }
@@ -162,6 +206,71 @@ impl Collector for ProcessGroups {
     fn shutdown(&self) {
         if let Some(c) = &self.connections {
             c.tracking.shutdown();
+        }
+    }
+}
+
+/// The families process-exporter has per group; see the module
+/// documentation.
+fn emit_process_exporter(
+    table: &ProcessTable,
+    view: &View,
+    live: &[&GroupView],
+    out: &mut MetricSink,
+) {
+    let s = &table.settings;
+    type Get = fn(&GroupView) -> Option<f64>;
+    let boot = view.boot_time;
+    let tck = table.host.clk_tck;
+    let gauges: [(&Desc, Get, bool); 4] = [
+        (&THREADS, |g| Some(g.threads as f64), true),
+        (&VIRTUAL, |g| Some(g.vsize as f64), true),
+        (&OPEN_FDS, |g| Some(g.open_fds as f64), s.open_fds),
+        (&WORST_FD_RATIO, |g| g.worst_fd_ratio, s.open_fds),
+    ];
+    for (desc, get, on) in gauges {
+        if !on {
+            continue;
+        }
+        let mut f = out.family(desc);
+        for g in live {
+            if let Some(v) = get(g) {
+                f.sample(&labels(g), v);
+            }
+        }
+    }
+    if let Some(boot) = boot {
+        let mut f = out.family(&OLDEST_START);
+        for g in live {
+            if let Some(start) = g.oldest_start {
+                f.sample(&labels(g), boot + start as f64 / tck);
+            }
+        }
+    }
+    {
+        let mut f = out.family(&STATES);
+        for g in live {
+            let [a, b] = labels(g);
+            for (state, n) in aggregate::STATES.iter().zip(g.states) {
+                f.sample(&[a, b, ("state", state)], n as f64);
+            }
+        }
+    }
+    {
+        let mut f = out.family(&PAGE_FAULTS);
+        for g in &view.groups {
+            let [a, b] = labels(g);
+            f.sample(&[a, b, ("type", "minor")], g.totals.minflt as f64);
+            f.sample(&[a, b, ("type", "major")], g.totals.majflt as f64);
+        }
+    }
+    if s.ctx_switches {
+        let mut f = out.family(&CTX_SWITCHES);
+        for g in &view.groups {
+            let [a, b] = labels(g);
+            let c = g.totals.ctx;
+            f.sample(&[a, b, ("type", "voluntary")], c.voluntary as f64);
+            f.sample(&[a, b, ("type", "involuntary")], c.involuntary as f64);
         }
     }
 }
