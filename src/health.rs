@@ -7,11 +7,17 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::scrape::ScrapeOutput;
+/// How one collector fared in one scrape.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub name: &'static str,
+    pub duration: Duration,
+    pub error: Option<String>,
+}
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CollectorHealth {
@@ -82,13 +88,13 @@ impl Health {
         }
     }
 
-    /// Record a finished scrape.
-    pub fn record(&self, out: &ScrapeOutput) {
-        let now = unix(out.finished);
+    /// Record a scrape that finished at `finished` after `duration`.
+    pub fn record(&self, finished: SystemTime, duration: Duration, outcomes: &[Outcome]) {
+        let now = unix(finished);
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.last_scrape = Some(now);
-        inner.last_scrape_duration = Some(out.duration.as_secs_f64());
-        for o in &out.outcomes {
+        inner.last_scrape_duration = Some(duration.as_secs_f64());
+        for o in outcomes {
             let h = inner.collectors.entry(o.name).or_default();
             h.last_duration_seconds = Some(o.duration.as_secs_f64());
             h.healthy = o.error.is_none();

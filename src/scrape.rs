@@ -43,7 +43,7 @@ use herakles_core::{Collector, Desc, MetricSink, Paths, ScrapeContext};
 use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant as TokioInstant;
 
-use crate::health::Health;
+use crate::health::{Health, Outcome};
 
 const DURATION: Desc = Desc::gauge(
     "herakles_scrape_collector_duration_seconds",
@@ -182,14 +182,6 @@ impl Drop for Claim {
 
 /// Which collectors a scrape runs: indices into the slot list, sorted.
 pub type Selection = Vec<usize>;
-
-/// How one collector fared in one scrape.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    pub name: &'static str,
-    pub duration: Duration,
-    pub error: Option<String>,
-}
 
 /// The result of one collection, shared by every client that asked for it.
 pub struct ScrapeOutput {
@@ -482,7 +474,8 @@ impl Scraper {
     }
 
     fn finish(self: &Arc<Self>, key: Selection, out: &Arc<ScrapeOutput>) {
-        self.health.record(out);
+        self.health
+            .record(out.finished, out.duration, &out.outcomes);
         let mut st = self.state();
         st.inflight.remove(&key);
         if self.cache_ttl.is_zero() {
