@@ -175,21 +175,11 @@ inventory::submit! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collectors::example_config;
 
     #[test]
     fn example_config_loads() {
-        let path = format!(
-            "{}/config/collectors/ebpf_io.yaml",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let file = crate::config::load_file(path.as_ref()).unwrap();
-        let section = &file.config.collectors.0["ebpf_io"];
-        assert!(section.enabled);
-        let config = section
-            .config
-            .as_any()
-            .downcast_ref::<ProcessIoConfig>()
-            .unwrap();
+        let config: ProcessIoConfig = example_config("ebpf_io");
         assert_eq!(config.max_processes, 20480);
         assert_eq!(config.exit_buffer_kb, 2048);
     }

@@ -558,7 +558,7 @@ inventory::submit! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collectors::fixture;
+    use crate::collectors::{example_config, fixture};
     use herakles_core::testing::{collect_once, Collected};
     use herakles_core::Paths;
     use proptest::prelude::*;
@@ -968,18 +968,8 @@ mod tests {
     }
 
     #[test]
-    fn example_config_parses() {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/config/collectors/tcp.yaml"
-        ))
-        .unwrap();
-        let doc: serde_norway::Value = serde_norway::from_str(&text).unwrap();
-        let mut section = doc["collectors"]["tcp"].clone();
-        if let serde_norway::Value::Mapping(m) = &mut section {
-            m.remove("enabled");
-        }
-        let config: TcpConfig = serde_norway::from_value(section).unwrap();
+    fn example_config_loads() {
+        let config: TcpConfig = example_config("tcp");
         assert_eq!(config.source, Source::Auto);
     }
 
