@@ -2,6 +2,12 @@
 //!
 //! Nothing here lists them: every file registers itself with
 //! `inventory::submit!`, and the exporter discovers them at start-up.
+//!
+//! A collector imports herakles-core, the shared parts below the
+//! collectors (the process table, classification, netlink sock_diag, the
+//! eBPF services, the configuration) and [`helpers`], and never another
+//! collector: what two collectors share goes into [`helpers`], so each file
+//! can be read, changed and tested alone.
 
 pub mod cpu;
 pub mod disk;
