@@ -88,7 +88,7 @@ fn ebpf_parts(config: &Config) -> (Vec<Check>, Vec<(String, String)>) {
             result: Err(e.to_string()),
         }),
     }
-    crate::ebpf::tcp_state::TcpState::get(&ctx).shutdown();
+    crate::ebpf::tcp_state::TcpTracking::get(&ctx).shutdown();
     for (part, state) in crate::ebpf::status(&ctx).parts() {
         let name = format!("eBPF {part} programs load and attach");
         match state {

@@ -30,6 +30,7 @@ pub mod listener;
 pub mod logging;
 pub mod process;
 pub mod scrape;
+pub mod sock_diag;
 pub mod testdata;
 pub mod unit;
 pub mod util;
