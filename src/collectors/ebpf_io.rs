@@ -153,12 +153,12 @@ impl Collector for EbpfIo {
 
 impl BuildCollector for EbpfIo {
     type Config = ProcessIoConfig;
-    /// The sizes take effect if this collector is the first to ask for the
-    /// shared service; otherwise the service read the same section from the
-    /// global config.
-    fn build(config: ProcessIoConfig, ctx: &BuildContext) -> Result<Self> {
+    /// The section holds the service's map sizes: the service reads them
+    /// from the configuration ([`process_io::Settings`]), the same whichever
+    /// collector asks for it first, so `build` has no use for them.
+    fn build(_: ProcessIoConfig, ctx: &BuildContext) -> Result<Self> {
         Ok(EbpfIo {
-            io: process_io::service_sized(ctx, Some(config))?,
+            io: process_io::service(ctx)?,
         })
     }
 }

@@ -107,7 +107,7 @@ impl TcpTracking {
                 return Ok(TcpTracking::off());
             };
             if let Err(state) = preflight(
-                config,
+                config.enable_ebpf,
                 ctx.paths(),
                 config.enable_tcp_tracking,
                 "enable_tcp_tracking",
