@@ -50,7 +50,8 @@ fn samples(s: &prometheus_parse::Scrape) -> HashMap<(String, Labels), f64> {
 /// Families the exporter adds to every scrape, test data or not.
 fn exporter_own(name: &str) -> bool {
     name.starts_with("process_")
-        || name.starts_with("herakles_scrape_collector_")
+        || name.starts_with("herakles_scrape_")
+        || name.starts_with("herakles_http_")
         || name == "herakles_collector_parse_errors_total"
         || name == "herakles_exporter_build_info"
         || name == "herakles_testdata_info"
