@@ -13,8 +13,8 @@ use herakles_core::{registrations, BuildContext, Collector, Registration};
 
 use crate::classify::Classifier;
 use crate::config::{self, Config, ConfigError, Format, LoadedFile, Override, Source};
-use crate::health::Health;
-use crate::scrape::Scraper;
+use crate::serve::health::Health;
+use crate::serve::scrape::Scraper;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -845,7 +845,7 @@ pub struct Exporter {
     pub health: Arc<Health>,
     pub config: Arc<Config>,
     /// The `/subgroups` page, when classification rules were loaded.
-    pub subgroups: Option<crate::http::SubgroupsPage>,
+    pub subgroups: Option<crate::serve::http::SubgroupsPage>,
 }
 
 impl Exporter {
@@ -904,14 +904,14 @@ impl Exporter {
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         let bound = listener.local_addr().map_err(|e| e.to_string())?;
         on_bound(bound);
-        let app = Arc::new(crate::http::App {
+        let app = Arc::new(crate::serve::http::App {
             scraper: self.scraper.clone(),
             health: self.health.clone(),
             limiter: Arc::new(tokio::sync::Semaphore::new(self.config.max_requests)),
             config: self.config.clone(),
             subgroups: self.subgroups.clone(),
         });
-        crate::http::serve(listener, app, shutdown).await;
+        crate::serve::http::serve(listener, app, shutdown).await;
         Ok(())
     }
 }
@@ -954,7 +954,7 @@ fn run_daemon(
     test_data: Option<crate::testdata::Source>,
 ) -> i32 {
     crate::logging::init(config.log_level, config.log_format);
-    crate::listener::raise_fd_limit();
+    crate::serve::listener::raise_fd_limit();
     if config.enable_tls {
         tracing::error!("TLS is not supported by this build; terminate TLS in a proxy");
         return 2;

@@ -43,7 +43,7 @@ use herakles_core::{Collector, Desc, MetricSink, Paths, ScrapeContext};
 use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant as TokioInstant;
 
-use crate::health::{Health, Outcome};
+use super::health::{Health, Outcome};
 
 const DURATION: Desc = Desc::gauge(
     "herakles_scrape_collector_duration_seconds",

@@ -3,9 +3,9 @@
 //! as node_exporter does); another method on a known path is 405.
 //!
 //! Handlers only route and format. Collection happens in
-//! [`crate::scrape::Scraper`] on the blocking pool, so a slow `/proc` file
+//! [`super::scrape::Scraper`] on the blocking pool, so a slow `/proc` file
 //! never stalls the async threads that accept connections. Sockets,
-//! timeouts and connection bounds are the listener's ([`crate::listener`]);
+//! timeouts and connection bounds are the listener's ([`super::listener`]);
 //! the routes see a request and nothing of the transport.
 //!
 //! Routing is a `match` on the path: six fixed paths with no parameters
@@ -19,10 +19,10 @@ use http::{header, HeaderValue, Method, Request, StatusCode};
 use http_body_util::Full;
 use tokio::sync::Semaphore;
 
+use super::health::Health;
+use super::listener::{Limits, Stats};
+use super::scrape::Scraper;
 use crate::config::{Config, Format};
-use crate::health::Health;
-use crate::listener::{Limits, Stats};
-use crate::scrape::Scraper;
 use crate::util::html_escape;
 
 /// The exposition format version we write.
@@ -66,7 +66,7 @@ pub async fn serve(
             .add_meta_source(Box::new(move |out| stats.render(out)));
     }
     let handler = move |req| handle(app.clone(), req);
-    crate::listener::serve(listener, handler, limits, stats, shutdown).await;
+    super::listener::serve(listener, handler, limits, stats, shutdown).await;
 }
 
 /// The paths we serve.

@@ -2,7 +2,7 @@
 //! idle time bounded, and serves each with hyper's HTTP/1.1 and the routes.
 //!
 //! This is the only code that knows about sockets. The routes
-//! ([`crate::http`]) take a `Request<()>` and return a response;
+//! ([`super::http`]) take a `Request<()>` and return a response;
 //! [`serve_connection`] takes any byte stream, so a TLS stream or a socket
 //! handed over by systemd plugs in at the accept step and the routes never
 //! notice.
