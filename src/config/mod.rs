@@ -15,6 +15,7 @@ mod format;
 mod load;
 mod locate;
 mod overrides;
+mod resolve;
 mod template;
 mod validate;
 
@@ -27,6 +28,7 @@ pub use collectors::{unknown_collector, CollectorSection, Collectors};
 pub use format::{ConfigError, Format};
 pub use load::{find_config_file, load_file, parse_str, LoadedFile};
 pub use overrides::{env_overrides, merge, Override, Source};
+pub use resolve::{resolve, FileChoice, Resolved};
 pub use template::commented_template;
 pub use validate::Invalid;
 

@@ -78,7 +78,7 @@ pub fn run(config: &Config, all: bool, ebpf: bool) -> i32 {
 /// (name, reason): they neither pass nor fail.
 fn ebpf_parts(config: &Config) -> (Vec<Check>, Vec<(String, String)>) {
     use crate::ebpf::PartState;
-    let ctx = crate::cli::build_context(config);
+    let ctx = crate::exporter::build_context(config);
     let mut checks = Vec::new();
     let mut off = Vec::new();
     match crate::ebpf::process_io::service(&ctx) {

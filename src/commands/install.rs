@@ -2,7 +2,7 @@
 //! without a package.
 //!
 //! `install` writes the running binary, a config file, the unit generated
-//! for that config (see [`crate::unit`]), an `/etc/default` file, the man
+//! for that config (see [`super::unit`]), an `/etc/default` file, the man
 //! page and the shell completions, creates the service's system user,
 //! enables and starts the service. It records what it did in a manifest
 //! (every file with the SHA-256 of what was written, the directories and
@@ -30,8 +30,9 @@ use clap_complete::Shell;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::dist;
+use super::unit::{self, UnitPaths, SERVICE, USER};
 use crate::config::{self, Config, Format};
-use crate::unit::{self, UnitPaths, SERVICE, USER};
 
 /// `install` flags.
 #[derive(Debug, clap::Args)]
@@ -225,9 +226,10 @@ fn systemd_running() -> bool {
 }
 
 /// `install`. `config_file` is `-c FILE`: installed as the config when
-/// given, else the commented default config is.
-pub fn install(args: &InstallArgs, config_file: Option<&Path>) -> i32 {
-    match try_install(args, config_file) {
+/// given, else the commented default config is. `cli` is the command line,
+/// for the man page and the completions.
+pub fn install(args: &InstallArgs, config_file: Option<&Path>, cli: &clap::Command) -> i32 {
+    match try_install(args, config_file, cli) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e}");
@@ -236,7 +238,11 @@ pub fn install(args: &InstallArgs, config_file: Option<&Path>) -> i32 {
     }
 }
 
-fn try_install(args: &InstallArgs, config_file: Option<&Path>) -> Result<(), String> {
+fn try_install(
+    args: &InstallArgs,
+    config_file: Option<&Path>,
+    cli: &clap::Command,
+) -> Result<(), String> {
     let root = &args.root;
     let layout = args.layout.layout();
     let real = is_real_root(root);
@@ -272,7 +278,7 @@ fn try_install(args: &InstallArgs, config_file: Option<&Path>) -> Result<(), Str
     }
 
     let (config_text, config) = installed_config(config_file)?;
-    let files = planned_files(layout, &config_text, &config)?;
+    let files = planned_files(layout, &config_text, &config, cli)?;
 
     if previous.is_none() && !args.force {
         let existing: Vec<String> = files
@@ -396,10 +402,13 @@ fn installed_config(file: Option<&Path>) -> Result<(String, Config), String> {
     }
 }
 
+/// What install writes; `cli` is the command line the man page and the
+/// completions describe.
 fn planned_files(
     layout: &Layout,
     config_text: &str,
     config: &Config,
+    cli: &clap::Command,
 ) -> Result<Vec<Planned>, String> {
     let exe = std::env::current_exe().map_err(|e| format!("finding our own binary: {e}"))?;
     let binary = std::fs::read(&exe).map_err(|e| format!("{}: {e}", exe.display()))?;
@@ -411,7 +420,7 @@ fn planned_files(
             defaults: layout.defaults,
         },
     );
-    let man = crate::dist::man_page();
+    let man = dist::man_page(cli);
     let man = if layout.man_gz { gzip(&man) } else { man };
     let mut files = vec![
         Planned {
@@ -450,7 +459,7 @@ fn planned_files(
             path,
             kind: Kind::Program,
             mode: 0o644,
-            bytes: crate::dist::completions(shell),
+            bytes: dist::completions(cli, shell),
         });
     }
     Ok(files)
