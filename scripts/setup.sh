@@ -2,7 +2,10 @@
 # Install what building and testing herakles-node-exporter needs on a fresh
 # Debian machine. Idempotent: a second run installs nothing.
 #
-#   promtool                  (package prometheus)  lints our exposition in tests
+#   promtool, prometheus      (package prometheus)  lint our exposition, check and
+#                                                   unit-test monitoring/ rules, and a
+#                                                   live server evaluates every rule and
+#                                                   dashboard query in tests
 #   prometheus-node-exporter                        the peer our values are compared with
 #   ss                        (package iproute2)    cross-checks TCP state counts
 #   curl                                            benchmark and smoke scripts
@@ -38,7 +41,7 @@ cd "$(dirname "$0")/.."
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
 
 need=()
-command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || need+=(prometheus)
 [ -x /usr/bin/prometheus-node-exporter ] || need+=(prometheus-node-exporter)
 command -v ss >/dev/null 2>&1 || need+=(iproute2)
 command -v curl >/dev/null 2>&1 || need+=(curl)

@@ -10,8 +10,9 @@
 //!
 //! 1. herakles-core (`core`): the collector API, also what plugins see;
 //! 2. the foundation: `util`, `config`, `logging`;
-//! 3. shared parts: `classify`, the process table (`process`), netlink
-//!    sock_diag and the TCP state table (`sock_diag`);
+//! 3. shared parts: `classify`, the process table (`process`),
+//!    attribution readers (`attribution`), netlink sock_diag and the TCP
+//!    state table (`sock_diag`);
 //! 4. the eBPF services (`ebpf`);
 //! 5. the collectors (`collectors`, with the helpers they share), and
 //!    `testdata`, which stands in for them;
@@ -25,6 +26,7 @@ pub mod config;
 pub mod logging;
 pub mod util;
 
+pub mod attribution;
 pub mod classify;
 pub mod process;
 pub mod sock_diag;

@@ -22,6 +22,8 @@
 //! not exist, so every mount reports `device_error 1`), host, hwmon, kernel,
 //! loadavg, memory, netdev, process, process_groups, process_top, tcp (the
 //! `/proc/net/tcp` tables: netlink cannot see a fixture tree) and thermal.
+//! textfile runs with no directory set, so only its scrape series show
+//! (its own tests cover the files it reads, whose mtimes are run-dependent).
 //! eBPF is off, so `ebpf_io` runs and has nothing to say; `bpf_inventory`
 //! (the host's loaded BPF programs) is left out, and `netprobe` is off by
 //! default. Classification uses the built-in rules and the tree's own

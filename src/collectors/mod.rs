@@ -24,6 +24,7 @@ pub mod process;
 pub mod process_groups;
 pub mod process_top;
 pub mod tcp;
+pub mod textfile;
 pub mod thermal;
 
 /// Roots of the fixture tree `tests/fixtures/<name>`: its `proc` and `sys`

@@ -52,7 +52,9 @@ pub mod testing;
 pub use collector::{BuildCollector, BuildContext, Collector, HealthSection, NoConfig};
 pub use context::{Paths, ScrapeContext};
 pub use error::{Error, Result};
-pub use metrics::{escape_label_value, Desc, Family, MetricSink, MetricType};
+pub use metrics::{
+    escape_label_value, valid_label_name, valid_metric_name, Desc, Family, MetricSink, MetricType,
+};
 pub use read::{for_each_line, is_too_large, read_bytes, read_text, MAX_LINE, READ_LIMIT};
 pub use registry::{registrations, AnyConfig, Registration};
 

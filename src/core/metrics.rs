@@ -311,13 +311,18 @@ fn escape_help(v: &str, out: &mut String) {
     }
 }
 
-fn valid_metric_name(name: &str) -> bool {
+/// Whether `name` is a valid metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`), for
+/// names that come from input rather than from code (the textfile
+/// collector's files).
+pub fn valid_metric_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
-fn valid_label_name(name: &str) -> bool {
+/// Whether `name` is a valid label name (`[a-zA-Z_][a-zA-Z0-9_]*`); see
+/// [`valid_metric_name`].
+pub fn valid_label_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
