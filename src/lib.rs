@@ -5,7 +5,9 @@
 //! own exporter the same way, linking extra collector crates (see
 //! `examples/custom_build.rs`).
 //!
-//! The modules are layers; each uses only the ones listed before it (see
+//! The modules are layers, one block of `pub mod` lines each below; a
+//! module uses its own layer and those before it, never in a loop, and no
+//! collector uses another (`layering.rs` tests all three; see
 //! `docs/architecture.md`):
 //!
 //! 1. herakles-core (`core`): the collector API, also what plugins see;
@@ -50,3 +52,6 @@ pub mod commands;
 use herakles_bpf_inventory as _;
 #[cfg(feature = "netprobe")]
 use herakles_netprobe as _;
+
+#[cfg(test)]
+mod layering;

@@ -1,5 +1,5 @@
 //! Per-process network and block I/O counted by eBPF programs
-//! (`src/ebpf/process_io.rs`, `bpf/process_io.bpf.c`), and the programs'
+//! (`src/ebpf/process_io/`, `bpf/process_io.bpf.c`), and the programs'
 //! own cost.
 //!
 //! Unlike `/proc/<pid>/io`, which counts bytes a process asked the page

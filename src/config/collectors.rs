@@ -244,17 +244,20 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for WithoutEnabled<'_, A> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ebpf::process_io::ProcessIoConfig;
+
+    /// A settings type no registered collector uses.
+    #[derive(Debug, Clone, Serialize)]
+    struct Sizes(u32);
 
     #[test]
     fn a_section_is_found_by_its_type_when_the_type_is_its_own() {
         let mut c = Collectors::default();
-        let sizes = ProcessIoConfig {
-            max_processes: 7,
-            ..ProcessIoConfig::default()
-        };
-        c.0.get_mut("ebpf_io").unwrap().config = Box::new(sizes);
-        assert_eq!(c.section::<ProcessIoConfig>().unwrap().max_processes, 7);
+        assert!(c.section::<Sizes>().is_none());
+        c.0.get_mut("loadavg").unwrap().config = Box::new(Sizes(7));
+        assert_eq!(c.section::<Sizes>().unwrap().0, 7);
+        // Two sections of the type name no one section.
+        c.0.get_mut("kernel").unwrap().config = Box::new(Sizes(8));
+        assert!(c.section::<Sizes>().is_none());
         // Many collectors have no settings: NoConfig names no one section.
         assert!(c.section::<herakles_core::NoConfig>().is_none());
         assert!(c.section::<String>().is_none());

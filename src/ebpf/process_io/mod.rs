@@ -415,6 +415,18 @@ fn off(settings: &Settings, paths: &Paths, enabled: bool, switch: &str) -> Optio
 mod tests {
     use super::*;
 
+    /// The map sizes come from the `ebpf_io` section, found by its type.
+    #[test]
+    fn settings_take_the_sizes_the_user_set() {
+        let mut c = Config::default();
+        assert_eq!(Settings::from_config(&c).sizes.max_processes, 10240);
+        c.collectors.0.get_mut("ebpf_io").unwrap().config = Box::new(ProcessIoConfig {
+            max_processes: 7,
+            ..ProcessIoConfig::default()
+        });
+        assert_eq!(Settings::from_config(&c).sizes.max_processes, 7);
+    }
+
     /// A pid freed by a process that only did disk I/O and reused by one
     /// that lived between two scrapes: the second one's bytes go to its
     /// own subgroup, not the first one's.
