@@ -83,16 +83,7 @@ impl Registration {
         default_enabled: bool,
         crate_name: &'static str,
     ) -> Registration {
-        Registration {
-            name,
-            description,
-            default_enabled,
-            crate_name,
-            default_config: default_config::<C::Config>,
-            parse_config: parse_config::<C::Config>,
-            schema: schema::<C::Config>,
-            build: build::<C>,
-        }
+        Registration::of::<C::Config>(name, description, default_enabled, crate_name, build::<C>)
     }
 
     /// Describe collector `C`, which has no settings and needs nothing from
@@ -105,15 +96,32 @@ impl Registration {
         default_enabled: bool,
         crate_name: &'static str,
     ) -> Registration {
+        Registration::of::<NoConfig>(
+            name,
+            description,
+            default_enabled,
+            crate_name,
+            build_default::<C>,
+        )
+    }
+
+    /// A collector whose section is a `T`, built by `build`.
+    const fn of<T: AnyConfig + Default + DeserializeOwned + JsonSchema>(
+        name: &'static str,
+        description: &'static str,
+        default_enabled: bool,
+        crate_name: &'static str,
+        build: BuildFn,
+    ) -> Registration {
         Registration {
             name,
             description,
             default_enabled,
             crate_name,
-            default_config: default_config::<NoConfig>,
-            parse_config: parse_config::<NoConfig>,
-            schema: schema::<NoConfig>,
-            build: build_default::<C>,
+            default_config: default_config::<T>,
+            parse_config: parse_config::<T>,
+            schema: schema::<T>,
+            build,
         }
     }
 
