@@ -23,7 +23,7 @@ use herakles_core::{
 };
 
 use crate::config::Dimension;
-use crate::process::snapshot::FileKind;
+use crate::process::parse::FileKind;
 use crate::process::{self, ProcView, ProcessTable};
 use std::sync::Arc;
 

@@ -33,8 +33,8 @@ use herakles_core::{
 
 use crate::classify::Classifier;
 use crate::ebpf::process_io::{self, ProcessIo};
-use crate::ebpf::tcp_state::{Owner, TcpState};
-use crate::process::{self, aggregate, GroupView, ProcessTable, View};
+use crate::ebpf::tcp_state::{Owner, TcpTracking};
+use crate::process::{self, view, GroupView, ProcessTable, View};
 
 const RSS: Desc = Desc::gauge(
     "herakles_group_memory_rss_bytes",
@@ -251,7 +251,7 @@ fn emit_process_exporter(
         let mut f = out.family(&STATES);
         for g in live {
             let [a, b] = labels(g);
-            for (state, n) in aggregate::STATES.iter().zip(g.states) {
+            for (state, n) in view::STATES.iter().zip(g.states) {
                 f.sample(&[a, b, ("state", state)], n as f64);
             }
         }
@@ -288,7 +288,7 @@ fn emit_process_exporter(
 /// decreases. Only TCP is counted: no hook that exists here sees UDP
 /// connect() without tracing every system call.
 struct Connections {
-    tracking: Arc<TcpState>,
+    tracking: Arc<TcpTracking>,
     classifier: Arc<Classifier>,
     state: Mutex<ConnectionState>,
 }
@@ -375,7 +375,7 @@ fn labels(g: &GroupView) -> [(&'static str, &str); 2] {
 impl BuildCollector for ProcessGroups {
     type Config = NoConfig;
     fn build(_: NoConfig, ctx: &BuildContext) -> Result<Self> {
-        let connections = Some(TcpState::get(ctx))
+        let connections = Some(TcpTracking::get(ctx))
             .filter(|t| t.active())
             .map(|tracking| -> Result<Connections> {
                 Ok(Connections {

@@ -20,51 +20,8 @@ use std::sync::Arc;
 
 use crate::config::Dimension;
 
-use super::placement::{Attribution, Placed};
-use super::state::{ProcView, Totals};
-
-/// Process states as process-exporter names them, from the state letter of
-/// `stat`.
-pub const STATES: [&str; 5] = ["running", "sleeping", "disk_sleep", "zombie", "other"];
-
-/// The index into [`STATES`] of a `stat` state letter.
-pub fn state_index(state: u8) -> usize {
-    match state {
-        b'R' => 0,
-        b'S' => 1,
-        b'D' => 2,
-        b'Z' => 3,
-        // T stopped, t traced, I idle (kernel), X dead, W, P: rare.
-        _ => 4,
-    }
-}
-
-/// One (group, subgroup).
-#[derive(Clone, Debug)]
-pub struct GroupView {
-    pub group: Arc<str>,
-    pub subgroup: Arc<str>,
-    /// Live members; 0 for a group kept only for its counters.
-    pub members: usize,
-    pub rss: u64,
-    /// Sums over the members whose smaps data is known.
-    pub pss: u64,
-    pub swap: u64,
-    pub cpu_rate: f64,
-    /// Live members plus exited ones.
-    pub totals: Totals,
-    pub threads: u64,
-    pub vsize: u64,
-    /// Live members per state, indexed like [`STATES`].
-    pub states: [u64; 5],
-    /// Open descriptors of the members whose count is known, and the
-    /// highest ratio of open descriptors to the open-files limit among
-    /// the members whose limit is known too.
-    pub open_fds: u64,
-    pub worst_fd_ratio: Option<f64>,
-    /// Start time (clock ticks after boot) of the oldest live member.
-    pub oldest_start: Option<u64>,
-}
+use super::placement::Placed;
+use super::view::{state_index, EntityView, GroupView, ProcView, Totals};
 
 impl GroupView {
     fn empty(group: &Arc<str>, subgroup: &Arc<str>) -> GroupView {
@@ -146,27 +103,6 @@ pub fn entity_id(dim: Dimension, placed: &Placed) -> Option<&str> {
         Dimension::Unit => identity?.unit.as_ref().map(|u| u.unit.as_str()),
         Dimension::User => placed.user.as_deref(),
     }
-}
-
-/// One container, pod, unit or user.
-#[derive(Clone, Debug)]
-pub struct EntityView {
-    pub dim: Dimension,
-    /// The labels naming it: `container_id` and `container_runtime` (and
-    /// `pod_uid` when in a pod), `pod_uid` and `qos_class`, `unit`,
-    /// `user`.
-    pub labels: Vec<(&'static str, String)>,
-    pub members: usize,
-    pub rss: u64,
-    /// Sums over the members whose smaps data is known.
-    pub pss: u64,
-    pub uss: u64,
-    pub swap: u64,
-    /// Live members plus members that left.
-    pub totals: Totals,
-    /// A member's attribution, to find the container's, pod's or unit's
-    /// cgroup; `None` for users.
-    pub attribution: Option<Arc<Attribution>>,
 }
 
 impl EntityView {

@@ -9,6 +9,7 @@ pub mod pool;
 pub mod smaps;
 pub mod snapshot;
 pub mod state;
+pub mod view;
 
 use std::sync::Arc;
 
@@ -16,8 +17,8 @@ use herakles_core::{BuildContext, Error, Result};
 
 use crate::classify::{Classifier, RuleSources};
 use crate::config::Config;
-pub use aggregate::{EntityView, GroupView};
-pub use state::{ProcView, ProcessTable, Settings, View};
+pub use state::{ProcessTable, Settings};
+pub use view::{EntityView, GroupView, ProcView, View};
 
 /// Load the classification rules `config` names: the built-in ones, the
 /// default locations, and `subgroups_file` when set (which must exist).

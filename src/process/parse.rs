@@ -1,9 +1,92 @@
-//! Parsers for the per-process files under `/proc/<pid>`.
+//! The per-process files under `/proc/<pid>`: their kinds, parsers for
+//! them, and what a failed read of one means.
 //!
-//! They take bytes, not `&str`: a process chooses its own `comm`, and nothing
-//! stops it from choosing invalid UTF-8, so decoding happens only where a
-//! label is produced. Every parser returns `None` rather than panicking on a
-//! file it does not understand; the caller counts that as a read error.
+//! Parsers take bytes, not `&str`: a process chooses its own `comm`, and
+//! nothing stops it from choosing invalid UTF-8, so decoding happens only
+//! where a label is produced. Every parser returns `None` rather than
+//! panicking on a file it does not understand; the caller counts that as a
+//! read error.
+
+use std::io;
+use std::path::Path;
+
+/// The per-process files whose failures are counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    Stat,
+    Cmdline,
+    Exe,
+    Io,
+    Smaps,
+    Cgroup,
+    Status,
+    Fd,
+    Limits,
+}
+
+impl FileKind {
+    /// In discriminant order.
+    pub const ALL: [FileKind; 9] = [
+        FileKind::Stat,
+        FileKind::Cmdline,
+        FileKind::Exe,
+        FileKind::Io,
+        FileKind::Smaps,
+        FileKind::Cgroup,
+        FileKind::Status,
+        FileKind::Fd,
+        FileKind::Limits,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FileKind::Stat => "stat",
+            FileKind::Cmdline => "cmdline",
+            FileKind::Exe => "exe",
+            FileKind::Io => "io",
+            FileKind::Smaps => "smaps",
+            FileKind::Cgroup => "cgroup",
+            FileKind::Status => "status",
+            FileKind::Fd => "fd",
+            FileKind::Limits => "limits",
+        }
+    }
+
+    pub(super) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A process's identity across scrapes: pids are reused, (pid, start time)
+/// pairs are not, so state keyed by this never mixes two processes.
+pub type Key = (u32, u64);
+
+/// The errors that mean the process exited while we looked.
+pub fn gone(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH)
+}
+
+/// Whether `e`, from reading a file of the process at `dir`, means the
+/// process exited, rather than that this file does not exist for it (a
+/// kernel built without the feature, a fixture without the file): for the
+/// files the table can do without.
+pub fn vanished(e: &io::Error, dir: &Path) -> bool {
+    e.raw_os_error() == Some(libc::ESRCH)
+        || (e.kind() == io::ErrorKind::NotFound && !dir.join("stat").exists())
+}
+
+/// Whether `e` means the file is not there for a live process: nothing
+/// to read, and nothing to count as an error.
+pub fn absent(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound
+}
+
+/// Voluntary and involuntary context switches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtxSwitches {
+    pub voluntary: u64,
+    pub involuntary: u64,
+}
 
 /// The fields of `/proc/<pid>/stat` the exporter uses.
 ///

@@ -45,7 +45,7 @@ use crate::attribution::status;
 use crate::attribution::users::Users;
 use crate::classify::Placement;
 
-use super::snapshot::{absent, vanished, FileKind, Key};
+use super::parse::{absent, vanished, FileKind, Key};
 
 /// What a process's cgroup file says, shared by every process with the
 /// same file.

@@ -33,57 +33,12 @@ use std::sync::Arc;
 
 use herakles_core::read_bytes;
 
-use super::parse::{cmdline_to_string, parse_io, parse_stat, Io};
+use super::parse::{
+    absent, cmdline_to_string, gone, parse_io, parse_stat, vanished, CtxSwitches, FileKind, Io, Key,
+};
 use super::placement;
 use super::pool::{self, Skip, Stuck, Task};
 use crate::attribution::{fds, status};
-
-/// The per-process files whose failures are counted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FileKind {
-    Stat,
-    Cmdline,
-    Exe,
-    Io,
-    Smaps,
-    Cgroup,
-    Status,
-    Fd,
-    Limits,
-}
-
-impl FileKind {
-    /// In discriminant order.
-    pub const ALL: [FileKind; 9] = [
-        FileKind::Stat,
-        FileKind::Cmdline,
-        FileKind::Exe,
-        FileKind::Io,
-        FileKind::Smaps,
-        FileKind::Cgroup,
-        FileKind::Status,
-        FileKind::Fd,
-        FileKind::Limits,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            FileKind::Stat => "stat",
-            FileKind::Cmdline => "cmdline",
-            FileKind::Exe => "exe",
-            FileKind::Io => "io",
-            FileKind::Smaps => "smaps",
-            FileKind::Cgroup => "cgroup",
-            FileKind::Status => "status",
-            FileKind::Fd => "fd",
-            FileKind::Limits => "limits",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
 
 /// Failed reads per [`FileKind`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -138,13 +93,6 @@ pub struct Process {
     pub placement: Option<placement::Read>,
 }
 
-/// Voluntary and involuntary context switches.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CtxSwitches {
-    pub voluntary: u64,
-    pub involuntary: u64,
-}
-
 /// What a scan reads beyond `stat`, `cmdline`, `exe` and `io`.
 #[derive(Clone, Debug, Default)]
 pub struct Reads {
@@ -158,10 +106,6 @@ pub struct Reads {
     /// Which processes get their placement read.
     pub placement: Arc<placement::Due>,
 }
-
-/// A process's identity across scrapes: pids are reused, (pid, start time)
-/// pairs are not, so state keyed by this never mixes two processes.
-pub type Key = (u32, u64);
 
 impl Process {
     pub fn key(&self) -> Key {
@@ -277,26 +221,6 @@ pub fn scan(
     // In pid order, as the series come out, whichever thread read what.
     out.processes.sort_unstable_by_key(|p| p.pid);
     out
-}
-
-/// The errors that mean the process exited while we looked.
-pub fn gone(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH)
-}
-
-/// Whether `e`, from reading a file of the process at `dir`, means the
-/// process exited, rather than that this file does not exist for it (a
-/// kernel built without the feature, a fixture without the file): for the
-/// files the table can do without.
-pub fn vanished(e: &io::Error, dir: &Path) -> bool {
-    e.raw_os_error() == Some(libc::ESRCH)
-        || (e.kind() == io::ErrorKind::NotFound && !dir.join("stat").exists())
-}
-
-/// Whether `e` means the file is not there for a live process: nothing
-/// to read, and nothing to count as an error.
-pub fn absent(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::NotFound
 }
 
 /// One process; `process` is `None` when it vanished part-way, is skipped

@@ -32,13 +32,13 @@ use std::time::{Duration, Instant};
 
 use herakles_core::ScrapeContext;
 
-use super::aggregate::{self, Carried, EntityView, GroupView};
-use super::parse::{Io, Smaps};
+use super::aggregate::{self, Carried};
+use super::parse::{CtxSwitches, FileKind, Key};
 use super::placement::{self, Due, Interner, Placed};
 use super::pool::{self, Stuck};
 use super::smaps::{Limits, Refreshed, SmapsCache};
-use super::snapshot::{scan, CtxSwitches, FileKind, Host, Key, Process, ReadErrors, Reads};
-use crate::attribution::fds::Limit;
+use super::snapshot::{scan, Host, Process, ReadErrors, Reads};
+use super::view::{ProcView, Totals, View};
 use crate::classify::{Classification, Classifier, OTHER_GROUP};
 use crate::config::{Config, Dimension, SearchMode, SmapsMode};
 
@@ -148,117 +148,6 @@ impl Settings {
             self.top_n_subgroup
         }
     }
-}
-
-/// Cumulative per-process counters, in clock ticks, bytes and events.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Totals {
-    pub utime: u64,
-    pub stime: u64,
-    pub io: Io,
-    pub minflt: u64,
-    pub majflt: u64,
-    /// Grown only by increases; see the module documentation.
-    pub ctx: CtxSwitches,
-}
-
-impl Totals {
-    pub(super) fn add(&mut self, o: &Totals) {
-        self.utime = self.utime.saturating_add(o.utime);
-        self.stime = self.stime.saturating_add(o.stime);
-        self.io.read_bytes = self.io.read_bytes.saturating_add(o.io.read_bytes);
-        self.io.write_bytes = self.io.write_bytes.saturating_add(o.io.write_bytes);
-        self.io.syscr = self.io.syscr.saturating_add(o.io.syscr);
-        self.io.syscw = self.io.syscw.saturating_add(o.io.syscw);
-        self.minflt = self.minflt.saturating_add(o.minflt);
-        self.majflt = self.majflt.saturating_add(o.majflt);
-        self.ctx.voluntary = self.ctx.voluntary.saturating_add(o.ctx.voluntary);
-        self.ctx.involuntary = self.ctx.involuntary.saturating_add(o.ctx.involuntary);
-    }
-}
-
-/// One process as the collectors see it.
-#[derive(Clone, Debug)]
-pub struct ProcView {
-    pub pid: u32,
-    pub comm: String,
-    pub group: Arc<str>,
-    pub subgroup: Arc<str>,
-    pub rss: u64,
-    /// PSS/USS/swap and the age of that data, when smaps was read.
-    pub smaps: Option<(Smaps, Duration)>,
-    pub totals: Totals,
-    /// Whether `io` was readable (else `totals.io` is zeros).
-    pub has_io: bool,
-    /// CPU seconds per wall second since the previous scrape; `None` on a
-    /// process's first scrape.
-    pub cpu_rate: Option<f64>,
-    /// The `stat` state letter.
-    pub state: u8,
-    pub threads: u64,
-    pub vsize: u64,
-    /// Start time in clock ticks after boot.
-    pub starttime: u64,
-    /// Open file descriptors, when counted.
-    pub open_fds: Option<u64>,
-    /// Whether `totals.ctx` was read.
-    pub has_ctx: bool,
-    /// Where it runs, as far as known.
-    pub placed: Placed,
-}
-
-impl ProcView {
-    pub fn pss(&self) -> Option<u64> {
-        self.smaps.map(|(s, _)| s.pss)
-    }
-    pub fn uss(&self) -> Option<u64> {
-        self.smaps.map(|(s, _)| s.uss)
-    }
-
-    /// Open descriptors over the open-files limit, when both are known and
-    /// the limit is finite and not zero.
-    pub fn fd_ratio(&self) -> Option<f64> {
-        match (self.open_fds, self.placed.fd_limit) {
-            (Some(open), Some(Limit::Value(limit))) if limit > 0 => {
-                Some(open as f64 / limit as f64)
-            }
-            _ => None,
-        }
-    }
-
-    /// What per-process series and the cap rank by: USS, else RSS (USS
-    /// never exceeds it).
-    pub fn memory(&self) -> u64 {
-        self.uss().unwrap_or(self.rss)
-    }
-}
-
-/// Everything the process collectors export for one scrape.
-#[derive(Debug, Default)]
-pub struct View {
-    pub procs: Vec<ProcView>,
-    pub groups: Vec<GroupView>,
-    /// Per container, pod, unit and user, for `attribution_aggregates`.
-    pub entities: Vec<EntityView>,
-    /// Indices into `procs` of the processes that get per-process series:
-    /// none without `per_process_metrics`, else those past `min_uss_kb`,
-    /// the largest `max_process_series` of them. In pid order.
-    pub shown: Vec<usize>,
-    /// Processes left out of per-process series by `max_process_series`,
-    /// in this scrape and summed over every scrape so far.
-    pub capped: usize,
-    pub capped_total: u64,
-    /// Boot time, seconds since the epoch (`btime` of `/proc/stat`).
-    pub boot_time: Option<f64>,
-    /// Cumulative failed reads per file kind.
-    pub errors: ReadErrors,
-    /// Cumulative reads given up on after the deadline, per file kind.
-    pub timeouts: ReadErrors,
-    /// Reads given up on that are still blocked, each costing one thread
-    /// and one process left out of the series.
-    pub blocked: usize,
-    pub scan_seconds: f64,
-    pub smaps: Refreshed,
 }
 
 struct Seen {
@@ -686,6 +575,7 @@ fn retire(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process::view::{EntityView, GroupView};
     use std::fs;
     use std::path::Path;
 
