@@ -35,6 +35,49 @@ pub fn html_escape(s: &str) -> String {
     out
 }
 
+/// Block device names by device number (`8:0` → `sda`), from
+/// `<sysfs>/dev/block/MAJ:MIN/uevent`, read once per device: the names
+/// `/proc/diskstats` and the disk collector use, for series that come with
+/// a device number (eBPF block I/O, cgroup `io.stat`).
+pub struct BlockDevices {
+    sysfs: std::path::PathBuf,
+    names: std::sync::Mutex<std::collections::HashMap<(u32, u32), std::sync::Arc<str>>>,
+}
+
+impl BlockDevices {
+    pub fn new(sysfs: &std::path::Path) -> BlockDevices {
+        BlockDevices {
+            sysfs: sysfs.to_path_buf(),
+            names: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The name of device `major:minor`, or `major:minor` itself when
+    /// sysfs does not know it.
+    pub fn name(&self, major: u32, minor: u32) -> std::sync::Arc<str> {
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        names
+            .entry((major, minor))
+            .or_insert_with(|| {
+                let path = self.sysfs.join(format!("dev/block/{major}:{minor}/uevent"));
+                // A uevent is a few short lines.
+                herakles_core::read_text(path, 64 << 10)
+                    .ok()
+                    .and_then(|t| devname_from_uevent(&t).map(std::sync::Arc::from))
+                    .unwrap_or_else(|| std::sync::Arc::from(format!("{major}:{minor}")))
+            })
+            .clone()
+    }
+}
+
+/// The `DEVNAME=` of a `/sys/dev/block/MAJ:MIN/uevent` file.
+pub fn devname_from_uevent(text: &str) -> Option<&str> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("DEVNAME="))
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,6 +96,24 @@ mod tests {
             html_escape("<script>alert('x')&\"</script>"),
             "&lt;script&gt;alert(&#39;x&#39;)&amp;&quot;&lt;/script&gt;"
         );
+    }
+
+    #[test]
+    fn uevent_devname() {
+        let t = "MAJOR=253\nMINOR=0\nDEVNAME=vda\nDEVTYPE=disk\nDISKSEQ=9\n";
+        assert_eq!(devname_from_uevent(t), Some("vda"));
+        assert_eq!(devname_from_uevent("MAJOR=1\nDEVNAME=\n"), None);
+    }
+
+    #[test]
+    fn block_device_names_from_sysfs() {
+        let sys = tempfile::tempdir().unwrap();
+        let dev = sys.path().join("dev/block/8:0");
+        std::fs::create_dir_all(&dev).unwrap();
+        std::fs::write(dev.join("uevent"), "MAJOR=8\nMINOR=0\nDEVNAME=sda\n").unwrap();
+        let names = BlockDevices::new(sys.path());
+        assert_eq!(&*names.name(8, 0), "sda");
+        assert_eq!(&*names.name(8, 16), "8:16");
     }
 }
 

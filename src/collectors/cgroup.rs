@@ -18,9 +18,7 @@
 //! Counters count the cgroup and everything below it, processes that
 //! exited included, since the cgroup was created.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use herakles_core::{
     inventory, BuildCollector, BuildContext, Collector, Desc, MetricSink, NoConfig, Registration,
@@ -32,8 +30,8 @@ use crate::attribution::container;
 use crate::attribution::hierarchy::Hierarchy;
 use crate::attribution::systemd;
 use crate::config::Dimension;
-use crate::ebpf::process_io::devname_from_uevent;
 use crate::process::{self, EntityView, ProcessTable};
+use crate::util::BlockDevices;
 
 /// The families of one dimension.
 struct Families {
@@ -127,9 +125,7 @@ static UNIT: Families = families!("unit", "systemd unit");
 pub struct Cgroup {
     table: Arc<ProcessTable>,
     hierarchy: Hierarchy,
-    sysfs: PathBuf,
-    /// `MAJ:MIN` → disk name, from sysfs.
-    devices: Mutex<HashMap<(u32, u32), Arc<str>>>,
+    devices: BlockDevices,
 }
 
 /// One cgroup read this scrape, with the labels of its entity.
@@ -158,23 +154,6 @@ impl Cgroup {
             Dimension::User => return None,
         };
         Some(accounting::read(&dirs, buf))
-    }
-
-    /// The disk name of `major:minor` (`sda`), or `major:minor` when sysfs
-    /// does not know it.
-    fn device(&self, major: u32, minor: u32) -> Arc<str> {
-        let mut cache = self.devices.lock().unwrap_or_else(|e| e.into_inner());
-        cache
-            .entry((major, minor))
-            .or_insert_with(|| {
-                let path = self.sysfs.join(format!("dev/block/{major}:{minor}/uevent"));
-                // A uevent is a few short lines.
-                herakles_core::read_text(path, 64 << 10)
-                    .ok()
-                    .and_then(|t| devname_from_uevent(&t).map(Arc::from))
-                    .unwrap_or_else(|| Arc::from(format!("{major}:{minor}")))
-            })
-            .clone()
     }
 }
 
@@ -272,7 +251,7 @@ impl Cgroup {
             for r in reads {
                 let Some(io) = &r.stats.io else { continue };
                 for d in &io.devices {
-                    let device = self.device(d.major, d.minor);
+                    let device = self.devices.name(d.major, d.minor);
                     let (read, write) = if bytes {
                         (d.read_bytes, d.write_bytes)
                     } else {
@@ -291,12 +270,11 @@ impl Cgroup {
 impl BuildCollector for Cgroup {
     type Config = NoConfig;
     fn build(_: NoConfig, ctx: &BuildContext) -> Result<Self> {
-        let sysfs = ctx.paths().sysfs.clone();
+        let sysfs = &ctx.paths().sysfs;
         Ok(Cgroup {
             table: process::table(ctx)?,
-            hierarchy: Hierarchy::detect(&sysfs),
-            sysfs,
-            devices: Mutex::default(),
+            hierarchy: Hierarchy::detect(sysfs),
+            devices: BlockDevices::new(sysfs),
         })
     }
 }

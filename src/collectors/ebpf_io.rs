@@ -7,8 +7,9 @@
 //! device, and include UDP and TCP separately from file I/O. See
 //! `docs/ebpf.md` for what each hook sees and who is credited.
 //!
-//! The per-process series follow `per_process_metrics` and the group
-//! filters like the other process collectors; a process appears once it
+//! The per-process series follow `per_process_metrics`, `min_uss_kb`,
+//! `max_process_series` and the group filters like the other process
+//! collectors (the same processes have them); a process appears once it
 //! did some I/O, and its series vanish when it exits (its subgroup's
 //! `herakles_group_net_*_bytes_total` keep its bytes). When the eBPF part
 //! behind a series cannot run, the series are absent and `/health` says
@@ -21,7 +22,7 @@ use herakles_core::{
     ScrapeContext,
 };
 
-use crate::ebpf::process_io::{self, IoView, Net, ProcessIo, ProcessIoConfig};
+use crate::ebpf::process_io::{self, IoView, Net, ProcIo, ProcessIo, ProcessIoConfig};
 
 const NET_BYTES: Desc = Desc::counter(
     "herakles_net_process_bytes_total",
@@ -66,6 +67,8 @@ pub struct EbpfIo {
 }
 
 fn emit_processes(view: &IoView, out: &mut MetricSink) {
+    // The processes the process table gives per-process series.
+    let shown: Vec<&ProcIo> = view.procs.iter().filter(|p| p.shown).collect();
     if view.network {
         type Get = fn(&Net) -> [u64; 2];
         let rows: [(&Desc, Get); 2] = [
@@ -74,7 +77,7 @@ fn emit_processes(view: &IoView, out: &mut MetricSink) {
         ];
         for (desc, get) in rows {
             let mut f = out.family(desc);
-            for p in &view.procs {
+            for p in &shown {
                 if let Some(n) = &p.net {
                     let pid = p.pid.to_string();
                     let [a, b, c, d] = labels(p, &pid);
@@ -85,7 +88,7 @@ fn emit_processes(view: &IoView, out: &mut MetricSink) {
             }
         }
         let mut f = out.family(&NET_DROPPED);
-        for p in &view.procs {
+        for p in &shown {
             if let Some(n) = &p.net {
                 let pid = p.pid.to_string();
                 f.sample(&labels(p, &pid), n.drops as f64);
@@ -95,7 +98,7 @@ fn emit_processes(view: &IoView, out: &mut MetricSink) {
     if view.disk {
         for (desc, bytes) in [(&IO_BYTES, true), (&IO_OPS, false)] {
             let mut f = out.family(desc);
-            for p in &view.procs {
+            for p in &shown {
                 let pid = p.pid.to_string();
                 let l = labels(p, &pid);
                 for (device, d) in &p.io {

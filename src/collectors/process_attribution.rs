@@ -14,11 +14,16 @@
 //! kernel's own accounting of the same cgroups, which also counts page
 //! cache and kernel memory, is the `cgroup` collector's.
 //!
+//! With eBPF, the network bytes and block I/O per disk the processes did
+//! (what `herakles_net_process_*` and `herakles_io_process_*` count per
+//! process) are summed the same way.
+//!
 //! Counters include what processes that left (exited, moved) did while
 //! there, so they never go down; a container, pod, unit or user with no
 //! live process left has no series. Processes hidden by `search_mode` or
 //! `disable_others` are not counted, as in every other series.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use herakles_core::{
@@ -27,6 +32,7 @@ use herakles_core::{
 };
 
 use crate::config::Dimension;
+use crate::ebpf::process_io::{self, EntityIo, IoView, ProcessIo};
 use crate::process::{self, EntityView, ProcessTable};
 
 /// The families of one dimension.
@@ -39,6 +45,10 @@ struct Sums {
     cpu: Desc,
     read: Desc,
     write: Desc,
+    net_rx: Desc,
+    net_tx: Desc,
+    io_bytes: Desc,
+    io_ops: Desc,
 }
 
 macro_rules! sums {
@@ -100,6 +110,38 @@ macro_rules! sums {
                     "'s processes caused to be written to storage, including those that left."
                 ),
             ),
+            net_rx: Desc::counter(
+                concat!("herakles_", $dim, "_net_rx_bytes_total"),
+                concat!(
+                    "TCP and UDP bytes the ",
+                    $what,
+                    "'s processes received, including those that left (eBPF)."
+                ),
+            ),
+            net_tx: Desc::counter(
+                concat!("herakles_", $dim, "_net_tx_bytes_total"),
+                concat!(
+                    "TCP and UDP bytes the ",
+                    $what,
+                    "'s processes sent, including those that left (eBPF)."
+                ),
+            ),
+            io_bytes: Desc::counter(
+                concat!("herakles_", $dim, "_io_bytes_total"),
+                concat!(
+                    "Bytes of block I/O requests the ",
+                    $what,
+                    "'s processes submitted to each device, including those that left (eBPF)."
+                ),
+            ),
+            io_ops: Desc::counter(
+                concat!("herakles_", $dim, "_io_operations_total"),
+                concat!(
+                    "Block I/O requests the ",
+                    $what,
+                    "'s processes submitted to each device, including those that left (eBPF)."
+                ),
+            ),
         }
     };
 }
@@ -121,6 +163,7 @@ fn sums(dim: Dimension) -> &'static Sums {
 /// See the module documentation.
 pub struct ProcessAttribution {
     table: Arc<ProcessTable>,
+    io: Arc<ProcessIo>,
 }
 
 fn labels(e: &EntityView) -> Vec<(&str, &str)> {
@@ -130,6 +173,7 @@ fn labels(e: &EntityView) -> Vec<(&str, &str)> {
 impl Collector for ProcessAttribution {
     fn collect(&self, ctx: &ScrapeContext, out: &mut MetricSink) -> Result<()> {
         let view = self.table.view(ctx);
+        let io = self.io.view(ctx);
         let tck = self.table.host.clk_tck;
         for &dim in &self.table.settings.aggregates {
             let d = sums(dim);
@@ -155,16 +199,64 @@ impl Collector for ProcessAttribution {
                     f.sample(l, get(e));
                 }
             }
-            let mut f = out.family(&d.cpu);
-            for (e, l) in &entities {
-                for (mode, ticks) in [("user", e.totals.utime), ("system", e.totals.stime)] {
-                    let mut l = l.clone();
-                    l.push(("mode", mode));
-                    f.sample(&l, ticks as f64 / tck);
+            {
+                let mut f = out.family(&d.cpu);
+                for (e, l) in &entities {
+                    for (mode, ticks) in [("user", e.totals.utime), ("system", e.totals.stime)] {
+                        let mut l = l.clone();
+                        l.push(("mode", mode));
+                        f.sample(&l, ticks as f64 / tck);
+                    }
                 }
+            }
+            if let Some(io) = &io {
+                emit_ebpf(d, dim, io, &entities, out);
             }
         }
         Ok(())
+    }
+}
+
+/// The eBPF sums of `dim`'s entities, labelled as the process table
+/// labels them.
+fn emit_ebpf(
+    d: &Sums,
+    dim: Dimension,
+    io: &IoView,
+    entities: &[(&EntityView, Vec<(&str, &str)>)],
+    out: &mut MetricSink,
+) {
+    let by_id: HashMap<&str, &Vec<(&str, &str)>> =
+        entities.iter().map(|(e, l)| (e.id.as_str(), l)).collect();
+    let rows: Vec<(&EntityIo, &Vec<(&str, &str)>)> = io
+        .entities
+        .iter()
+        .filter(|e| e.dim == dim)
+        .filter_map(|e| Some((e, *by_id.get(&*e.id)?)))
+        .collect();
+    if io.network {
+        for (desc, rx) in [(&d.net_rx, true), (&d.net_tx, false)] {
+            let mut f = out.family(desc);
+            for (e, l) in &rows {
+                let v = if rx { e.net.rx_bytes } else { e.net.tx_bytes };
+                f.sample(l, v as f64);
+            }
+        }
+    }
+    if io.disk {
+        for (desc, bytes) in [(&d.io_bytes, true), (&d.io_ops, false)] {
+            let mut f = out.family(desc);
+            for (e, l) in &rows {
+                for (device, c) in &e.disk {
+                    let v = if bytes { c.bytes } else { c.ops };
+                    for (direction, v) in [("read", v[0]), ("write", v[1])] {
+                        let mut l = (*l).clone();
+                        l.extend([("device", &**device), ("direction", direction)]);
+                        f.sample(&l, v as f64);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -173,6 +265,7 @@ impl BuildCollector for ProcessAttribution {
     fn build(_: NoConfig, ctx: &BuildContext) -> Result<Self> {
         Ok(ProcessAttribution {
             table: process::table(ctx)?,
+            io: process_io::service(ctx)?,
         })
     }
 }

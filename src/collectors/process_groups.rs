@@ -225,7 +225,7 @@ fn emit_process_exporter(
     let gauges: [(&Desc, Get, bool); 4] = [
         (&THREADS, |g| Some(g.threads as f64), true),
         (&VIRTUAL, |g| Some(g.vsize as f64), true),
-        (&OPEN_FDS, |g| Some(g.open_fds as f64), s.open_fds),
+        (&OPEN_FDS, |g| g.open_fds.map(|n| n as f64), s.open_fds),
         (&WORST_FD_RATIO, |g| g.worst_fd_ratio, s.open_fds),
     ];
     for (desc, get, on) in gauges {

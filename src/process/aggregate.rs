@@ -37,7 +37,7 @@ impl GroupView {
             threads: 0,
             vsize: 0,
             states: [0; 5],
-            open_fds: 0,
+            open_fds: None,
             worst_fd_ratio: None,
             oldest_start: None,
         }
@@ -56,7 +56,7 @@ impl GroupView {
         self.vsize = self.vsize.saturating_add(p.vsize);
         self.states[state_index(p.state)] += 1;
         if let Some(n) = p.open_fds {
-            self.open_fds = self.open_fds.saturating_add(n);
+            self.open_fds = Some(self.open_fds.unwrap_or(0).saturating_add(n));
             if let Some(ratio) = p.fd_ratio() {
                 self.worst_fd_ratio = Some(self.worst_fd_ratio.map_or(ratio, |w| w.max(ratio)));
             }
@@ -131,6 +131,7 @@ impl EntityView {
         }
         EntityView {
             dim,
+            id: id.to_string(),
             labels,
             members: 0,
             rss: 0,

@@ -368,6 +368,9 @@ fn read_process(
     Read { process, failed }
 }
 
+/// Context switches per thread: (thread id, counts), by thread id.
+type ThreadCounts = Vec<(u32, CtxSwitches)>;
+
 /// Context switches of each thread of the process at `dir`, and its
 /// effective uid; `None` when `status` has no counts.
 ///
@@ -382,7 +385,7 @@ fn context_switches(
     threads: u64,
     buf: &mut Vec<u8>,
     task: &Task,
-) -> io::Result<Option<(Vec<(u32, CtxSwitches)>, Option<u32>)>> {
+) -> io::Result<Option<(ThreadCounts, Option<u32>)>> {
     let counts = |s: &status::Status| {
         Some(CtxSwitches {
             voluntary: s.voluntary_ctxt_switches?,

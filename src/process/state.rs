@@ -1126,7 +1126,7 @@ mod tests {
         assert_eq!((g.totals.minflt, g.totals.majflt), (60, 4));
         assert_eq!(g.states, [0, 2, 0, 0, 0]);
         // A fixture directory's size is not its entry count: listed.
-        assert_eq!(g.open_fds, 10 + 11);
+        assert_eq!(g.open_fds, Some(10 + 11));
         // 10 of 100 and 11 of 200: the worse of the two.
         assert_eq!(g.worst_fd_ratio, Some(0.1));
         assert_eq!(g.oldest_start, Some(1040));

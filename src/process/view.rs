@@ -157,10 +157,10 @@ pub struct GroupView {
     pub vsize: u64,
     /// Live members per state, indexed like [`STATES`].
     pub states: [u64; 5],
-    /// Open descriptors of the members whose count is known, and the
-    /// highest ratio of open descriptors to the open-files limit among
-    /// the members whose limit is known too.
-    pub open_fds: u64,
+    /// Open descriptors of the members whose count is known (`None` when
+    /// no member's is), and the highest ratio of open descriptors to the
+    /// open-files limit among the members whose limit is known too.
+    pub open_fds: Option<u64>,
     pub worst_fd_ratio: Option<f64>,
     /// Start time (clock ticks after boot) of the oldest live member.
     pub oldest_start: Option<u64>,
@@ -170,6 +170,8 @@ pub struct GroupView {
 #[derive(Clone, Debug)]
 pub struct EntityView {
     pub dim: Dimension,
+    /// The container or pod id, the unit or user name.
+    pub id: String,
     /// The labels naming it: `container_id` and `container_runtime` (and
     /// `pod_uid` when in a pod), `pod_uid` and `qos_class`, `unit`,
     /// `user`.

@@ -45,11 +45,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{PartState, Status};
 use crate::classify::Classifier;
-use crate::config::Config;
-use crate::process::{self, ProcessTable};
-pub use records::{
-    devname_from_uevent, major_minor, parse_exit_record, parse_io, parse_net, DevIo, Exited, Net,
-};
+use crate::config::{Config, Dimension};
+use crate::process::{self, aggregate, ProcessTable};
+use crate::util::BlockDevices;
+pub use records::{major_minor, parse_exit_record, parse_io, parse_net, DevIo, Exited, Net};
 
 /// Part names in `/health` and `check --ebpf`.
 pub const NETWORK: &str = "network";
@@ -134,6 +133,65 @@ pub struct ProcIo {
     /// (device name, counters), empty when the disk part is off or the
     /// process did no block I/O.
     pub io: Vec<(Arc<str>, DevIo)>,
+    /// Whether the process has per-process series (the process table's
+    /// `shown`: per_process_metrics, min_uss_kb, max_process_series).
+    pub shown: bool,
+}
+
+/// Network and block I/O totals of one container, pod, unit or user, live
+/// processes plus those that left.
+#[derive(Clone, Debug)]
+pub struct EntityIo {
+    pub dim: Dimension,
+    /// The id the process table's `EntityView` has.
+    pub id: Arc<str>,
+    pub net: Net,
+    /// (device name, counters), by device.
+    pub disk: Vec<(Arc<str>, DevIo)>,
+}
+
+/// What an entity carries between scrapes.
+#[derive(Clone, Debug, Default)]
+struct Carried {
+    net: Net,
+    disk: Vec<DevIo>,
+}
+
+impl Carried {
+    fn add(&mut self, net: Option<&Net>, disk: &[DevIo]) {
+        if let Some(n) = net {
+            self.net.add(n);
+        }
+        for d in disk {
+            match self.disk.iter_mut().find(|x| x.dev == d.dev) {
+                Some(x) => {
+                    for i in 0..2 {
+                        x.bytes[i] = x.bytes[i].saturating_add(d.bytes[i]);
+                        x.ops[i] = x.ops[i].saturating_add(d.ops[i]);
+                    }
+                }
+                None => self.disk.push(*d),
+            }
+        }
+    }
+
+    /// Raise every counter to at least `last`'s.
+    fn at_least(&mut self, last: &Carried) {
+        let n = &mut self.net;
+        n.rx_bytes = n.rx_bytes.max(last.net.rx_bytes);
+        n.tx_bytes = n.tx_bytes.max(last.net.tx_bytes);
+        for l in &last.disk {
+            match self.disk.iter_mut().find(|x| x.dev == l.dev) {
+                Some(x) => {
+                    for i in 0..2 {
+                        x.bytes[i] = x.bytes[i].max(l.bytes[i]);
+                        x.ops[i] = x.ops[i].max(l.ops[i]);
+                    }
+                }
+                None => self.disk.push(*l),
+            }
+        }
+    }
 }
 
 /// Network totals of one subgroup, live members plus exited ones.
@@ -161,6 +219,9 @@ pub struct IoView {
     pub disk: bool,
     pub procs: Vec<ProcIo>,
     pub groups: Vec<GroupNet>,
+    /// Per container, pod, unit and user (`attribution_aggregates`), those
+    /// with a live process that did I/O.
+    pub entities: Vec<EntityIo>,
     pub stats: Stats,
 }
 
@@ -183,9 +244,22 @@ struct Groups {
     /// process table and the exit records (it exited between the /proc scan
     /// and our map read) never makes a counter go down.
     last: HashMap<(Arc<str>, Arc<str>), Net>,
-    /// tgid → (group, subgroup) of processes seen in the last scrape, for
-    /// classifying their exit records after /proc has forgotten them.
-    known: HashMap<u32, (Arc<str>, Arc<str>)>,
+    /// tgid → where processes seen in the last scrape belonged, for
+    /// crediting their exit records after /proc has forgotten them.
+    known: HashMap<u32, Known>,
+    /// Final counters of processes that left each container, pod, unit
+    /// and user, and the totals exported last, like `exited` and `last`.
+    /// An entity with no live process is forgotten, as in the process
+    /// table.
+    entity_exited: HashMap<(Dimension, Arc<str>), Carried>,
+    entity_last: HashMap<(Dimension, Arc<str>), Carried>,
+}
+
+/// Where a process belonged.
+#[derive(Clone)]
+struct Known {
+    group: (Arc<str>, Arc<str>),
+    entities: Vec<(Dimension, Arc<str>)>,
 }
 
 /// The loader service; see the module documentation.
@@ -194,8 +268,7 @@ pub struct ProcessIo {
     classifier: Arc<Classifier>,
     loader: loader::Loader,
     groups: Arc<Mutex<Groups>>,
-    devices: Mutex<HashMap<u64, Arc<str>>>,
-    sysfs: std::path::PathBuf,
+    devices: BlockDevices,
 }
 
 /// The exporter's one [`ProcessIo`], loading the programs on first request
@@ -229,9 +302,20 @@ fn fold_exited(
         // Forgotten on every exit, network or not: the pid is free now, and
         // a process that gets it next must not inherit this one's group.
         let known = g.known.remove(&r.tgid);
+        let did_io = r.net.is_some() || !r.io.is_empty();
+        if let Some(k) = known.as_ref().filter(|_| did_io) {
+            if table.settings.exported(&k.group.0) {
+                for e in &k.entities {
+                    g.entity_exited
+                        .entry(e.clone())
+                        .or_default()
+                        .add(r.net.as_ref(), &r.io);
+                }
+            }
+        }
         let Some(net) = r.net else { continue };
         let key = match known {
-            Some(k) => k,
+            Some(k) => k.group,
             // Lived and died between two scrapes: only its comm is left.
             None => {
                 let c = classifier.classify(&r.comm, &r.comm, "");
@@ -242,6 +326,37 @@ fn fold_exited(
             g.exited.entry(key).or_default().add(&net);
         }
     }
+}
+
+/// Entity totals: the live processes' counters plus those carried for
+/// processes that left, never below the last totals exported. Entities
+/// without a live process are forgotten.
+fn entity_totals(
+    g: &mut Groups,
+    live: HashMap<(Dimension, Arc<str>), Carried>,
+    device: impl Fn(u64) -> Arc<str>,
+) -> Vec<EntityIo> {
+    g.entity_exited.retain(|k, _| live.contains_key(k));
+    g.entity_last.retain(|k, _| live.contains_key(k));
+    let mut out: Vec<EntityIo> = Vec::with_capacity(live.len());
+    for (k, mut c) in live {
+        if let Some(left) = g.entity_exited.get(&k) {
+            c.add(Some(&left.net), &left.disk);
+        }
+        let last = g.entity_last.entry(k.clone()).or_default();
+        c.at_least(last);
+        *last = c.clone();
+        let mut disk: Vec<(Arc<str>, DevIo)> = c.disk.iter().map(|d| (device(d.dev), *d)).collect();
+        disk.sort_by(|a, b| a.0.cmp(&b.0));
+        out.push(EntityIo {
+            dim: k.0,
+            id: k.1,
+            net: c.net,
+            disk,
+        });
+    }
+    out.sort_by(|a, b| (a.dim, &a.id).cmp(&(b.dim, &b.id)));
+    out
 }
 
 /// A scrape's view, shared by every collector reading it.
@@ -270,8 +385,7 @@ impl ProcessIo {
             classifier,
             loader,
             groups,
-            devices: Mutex::default(),
-            sysfs: paths.sysfs.clone(),
+            devices: BlockDevices::new(&paths.sysfs),
         }
     }
 
@@ -320,17 +434,39 @@ impl ProcessIo {
         let procs = self.table.view(ctx);
         let raw = self.read()?;
         let mut g = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        let dims = &self.table.settings.aggregates;
 
+        let mut shown = vec![false; procs.procs.len()];
+        for &i in &procs.shown {
+            shown[i] = true;
+        }
         let mut out = Vec::new();
         let mut live: HashMap<(Arc<str>, Arc<str>), Net> = HashMap::new();
+        let mut live_entities: HashMap<(Dimension, Arc<str>), Carried> = HashMap::new();
         let mut known = HashMap::new();
-        for p in &procs.procs {
+        for (p, shown) in procs.procs.iter().zip(shown) {
             let net = raw.net.get(&p.pid).copied();
             let io = raw.io.get(&p.pid);
             if net.is_none() && io.is_none() {
                 continue;
             }
-            known.insert(p.pid, (p.group.clone(), p.subgroup.clone()));
+            let entities: Vec<(Dimension, Arc<str>)> = dims
+                .iter()
+                .filter_map(|&d| Some((d, Arc::from(aggregate::entity_id(d, &p.placed)?))))
+                .collect();
+            for e in &entities {
+                live_entities
+                    .entry(e.clone())
+                    .or_default()
+                    .add(net.as_ref(), io.map_or(&[][..], Vec::as_slice));
+            }
+            known.insert(
+                p.pid,
+                Known {
+                    group: (p.group.clone(), p.subgroup.clone()),
+                    entities,
+                },
+            );
             if let Some(n) = &net {
                 live.entry((p.group.clone(), p.subgroup.clone()))
                     .or_default()
@@ -346,6 +482,7 @@ impl ProcessIo {
                 subgroup: p.subgroup.clone(),
                 net,
                 io,
+                shown,
             });
         }
         // Processes gone from /proc whose exit record has not arrived yet
@@ -373,11 +510,13 @@ impl ProcessIo {
             });
         }
         groups.sort_by(|a, b| (&a.group, &a.subgroup).cmp(&(&b.group, &b.subgroup)));
+        let entities = entity_totals(&mut g, live_entities, |dev| self.device(dev));
         Some(IoView {
             network: self.loader.network(),
             disk: self.loader.disk(),
             procs: out,
             groups,
+            entities,
             stats: raw.stats,
         })
     }
@@ -385,19 +524,8 @@ impl ProcessIo {
     /// The block device name of `dev` (`vda`), from sysfs, cached; `MAJ:MIN`
     /// when sysfs does not know it.
     fn device(&self, dev: u64) -> Arc<str> {
-        let mut cache = self.devices.lock().unwrap_or_else(|e| e.into_inner());
-        cache
-            .entry(dev)
-            .or_insert_with(|| {
-                let (major, minor) = major_minor(dev);
-                let path = self.sysfs.join(format!("dev/block/{major}:{minor}/uevent"));
-                // A uevent is a few short lines.
-                herakles_core::read_text(path, 64 << 10)
-                    .ok()
-                    .and_then(|t| devname_from_uevent(&t).map(Arc::from))
-                    .unwrap_or_else(|| Arc::from(format!("{major}:{minor}")))
-            })
-            .clone()
+        let (major, minor) = major_minor(dev);
+        self.devices.name(major as u32, minor as u32)
     }
 
     /// Detach the programs and free the maps; later views are `None`.
@@ -439,7 +567,12 @@ mod tests {
         );
         let groups = Mutex::new(Groups::default());
         let db: (Arc<str>, Arc<str>) = (Arc::from("db"), Arc::from("postgres"));
-        groups.lock().unwrap().known.insert(300, db.clone());
+        let unit = (Dimension::Unit, Arc::from("postgresql.service"));
+        let known = Known {
+            group: db.clone(),
+            entities: vec![unit.clone()],
+        };
+        groups.lock().unwrap().known.insert(300, known);
         let exit = |comm: &str, net: Option<Net>| Exited {
             tgid: 300,
             comm: comm.into(),
@@ -462,5 +595,49 @@ mod tests {
         assert_eq!(g.exited[&(c.group, c.subgroup)].tx_bytes, 1);
         assert!(!g.exited.contains_key(&db));
         assert!(g.known.is_empty());
+        assert!(g.entity_exited.is_empty(), "nor its unit");
+    }
+
+    /// An entity's counters: live processes plus those that left, never
+    /// down, and forgotten with its last process.
+    #[test]
+    fn entity_totals_carry_exits_and_forget_empty_entities() {
+        let mut g = Groups::default();
+        let unit = (Dimension::Unit, Arc::<str>::from("a.service"));
+        let dev = |d| Arc::from(format!("dev{d}"));
+        let io = |b: u64| DevIo {
+            dev: 8,
+            bytes: [b, 0],
+            ops: [1, 0],
+        };
+        let live = |rx: u64, b: u64| {
+            let mut c = Carried::default();
+            let net = Net {
+                rx_bytes: rx,
+                ..Net::default()
+            };
+            c.add(Some(&net), &[io(b)]);
+            HashMap::from([(unit.clone(), c)])
+        };
+        let t = entity_totals(&mut g, live(100, 4096), dev);
+        assert_eq!((t[0].net.rx_bytes, t[0].disk[0].1.bytes[0]), (100, 4096));
+        assert_eq!(&*t[0].disk[0].0, "dev8");
+        // A member exits (its final record carried); the other did less.
+        let net = Net {
+            rx_bytes: 70,
+            ..Net::default()
+        };
+        g.entity_exited
+            .entry(unit.clone())
+            .or_default()
+            .add(Some(&net), &[io(1000)]);
+        let t = entity_totals(&mut g, live(40, 3000), dev);
+        assert_eq!((t[0].net.rx_bytes, t[0].disk[0].1.bytes[0]), (110, 4096));
+        // Briefly missing from both: never below the last totals.
+        let t = entity_totals(&mut g, live(0, 0), dev);
+        assert_eq!((t[0].net.rx_bytes, t[0].disk[0].1.bytes[0]), (110, 4096));
+        // No live process: forgotten.
+        assert!(entity_totals(&mut g, HashMap::new(), dev).is_empty());
+        assert!(g.entity_exited.is_empty() && g.entity_last.is_empty());
     }
 }

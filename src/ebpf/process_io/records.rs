@@ -107,14 +107,6 @@ pub fn major_minor(dev: u64) -> (u64, u64) {
     (dev >> 20, dev & 0xfffff)
 }
 
-/// The `DEVNAME=` of a `/sys/dev/block/MAJ:MIN/uevent` file.
-pub fn devname_from_uevent(text: &str) -> Option<&str> {
-    text.lines()
-        .find_map(|l| l.strip_prefix("DEVNAME="))
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,13 +160,6 @@ mod tests {
         assert_eq!(e.comm, "0123456789abcdef");
         assert!(e.net.is_none() && e.io.is_empty());
         assert!(parse_exit_record(&[0u8; 100]).is_none());
-    }
-
-    #[test]
-    fn uevent_devname() {
-        let t = "MAJOR=253\nMINOR=0\nDEVNAME=vda\nDEVTYPE=disk\nDISKSEQ=9\n";
-        assert_eq!(devname_from_uevent(t), Some("vda"));
-        assert_eq!(devname_from_uevent("MAJOR=1\nDEVNAME=\n"), None);
     }
 
     #[test]
