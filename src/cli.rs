@@ -224,6 +224,36 @@ const KEY_FLAGS: &[KeyFlag] = {
             "Keep only group and top-N series, no per-process series",
         ),
         flag(
+            "max-process-series",
+            "max_process_series",
+            Takes("N"),
+            "Per-process series for at most N processes, the largest [default: 1000]",
+        ),
+        flag(
+            "process-labels",
+            "process_labels",
+            List("DIMS"),
+            "Add container, pod, unit and/or user labels to per-process series",
+        ),
+        flag(
+            "no-attribution",
+            "attribution",
+            Sets("false"),
+            "Do not read processes' cgroups and users (no container/pod/unit/user series)",
+        ),
+        flag(
+            "attribution-aggregates",
+            "attribution_aggregates",
+            List("DIMS"),
+            "Sum processes per container, pod, unit and/or user [default: all four]",
+        ),
+        flag(
+            "process-context-switches",
+            "process_context_switches",
+            Sets("true"),
+            "Read every thread's context switches each scrape",
+        ),
+        flag(
             "enable-ebpf",
             "enable_ebpf",
             Sets("true"),
