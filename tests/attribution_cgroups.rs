@@ -30,6 +30,8 @@ use herakles_node_exporter::attribution::hierarchy::{CgroupDirs, Hierarchy};
 use herakles_node_exporter::attribution::identity::Identity;
 use herakles_node_exporter::attribution::proc_cgroup::ProcCgroup;
 
+mod common;
+
 const MIB: usize = 1 << 20;
 const CID: &str = "4f1ab5d3c2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5";
 const CID2: &str = "0853fad78812e955b92d871d8d597d9bc598e34320c9edbfab0a73eacf150145";
@@ -468,6 +470,72 @@ fn assert_eq_dbg<T: PartialEq + Debug>(got: T, want: T, what: &str) {
     assert_eq!(got, want, "{what}");
 }
 
+/// Where the tests make cgroups: v2 at the top of its hierarchy, v1 below
+/// the test's own cgroup in each hierarchy.
+struct Places {
+    h: Hierarchy,
+    own: ProcCgroup,
+    unified: Option<Place>,
+    memory: Option<Place>,
+    cpu: Option<Place>,
+    cpuacct: Option<Place>,
+    blkio: Option<Place>,
+}
+
+impl Places {
+    fn detect() -> Places {
+        let h = Hierarchy::detect(Path::new("/sys"));
+        let own = ProcCgroup::read(Path::new("/proc/self"), &mut Vec::new()).unwrap();
+        let v1_place = |controller: &str| {
+            Some(Place {
+                root: h.v1_root(controller)?.to_path_buf(),
+                parent: own.v1_path(controller)?.to_string(),
+            })
+        };
+        let unified = h.unified.clone().map(|root| Place {
+            root,
+            parent: "/".into(),
+        });
+        let (memory, cpu) = (v1_place("memory"), v1_place("cpu"));
+        let (cpuacct, blkio) = (v1_place("cpuacct"), v1_place("blkio"));
+        assert!(
+            unified.is_some() || memory.is_some(),
+            "no cgroup hierarchy under /sys/fs/cgroup: {h:?}"
+        );
+        Places {
+            h,
+            own,
+            unified,
+            memory,
+            cpu,
+            cpuacct,
+            blkio,
+        }
+    }
+
+    fn all(&self) -> Vec<&Place> {
+        [
+            &self.unified,
+            &self.memory,
+            &self.cpu,
+            &self.cpuacct,
+            &self.blkio,
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
+/// A slice name of the test's own, `herakles-test-<pid>-<nonce>.slice`.
+fn test_slice() -> String {
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("herakles-test-{}-{nonce}.slice", std::process::id())
+}
+
 // ---------------------------------------------------------------------
 
 #[test]
@@ -476,36 +544,20 @@ fn synthetic_cgroups_attribution_and_accounting() {
         eprintln!("\n*** SKIP cgroup attribution test: needs root to create cgroups ***\n");
         return;
     }
-    let h = Hierarchy::detect(Path::new("/sys"));
-    let own = ProcCgroup::read(Path::new("/proc/self"), &mut Vec::new()).unwrap();
-    let v1_place = |controller: &str| {
-        Some(Place {
-            root: h.v1_root(controller)?.to_path_buf(),
-            parent: own.v1_path(controller)?.to_string(),
-        })
-    };
-    let unified = h.unified.clone().map(|root| Place {
-        root,
-        parent: "/".into(),
-    });
-    let memory = v1_place("memory");
-    let cpu = v1_place("cpu");
-    let cpuacct = v1_place("cpuacct");
-    let blkio = v1_place("blkio");
-    assert!(
-        unified.is_some() || memory.is_some(),
-        "no cgroup hierarchy under /sys/fs/cgroup: {h:?}"
-    );
+    let Places {
+        h,
+        own,
+        unified,
+        memory,
+        cpu,
+        cpuacct,
+        blkio,
+    } = Places::detect();
     let places: Vec<&Place> = [&unified, &memory, &cpu, &cpuacct, &blkio]
         .into_iter()
         .flatten()
         .collect();
-
-    let nonce = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let base = format!("herakles-test-{}-{nonce}.slice", std::process::id());
+    let base = test_slice();
     let pod = format!("{base}/kubepods/burstable/pod{UID}");
     let kube = format!("{pod}/{CID}");
     let docker = format!("{base}/docker-{CID2}.scope");
@@ -842,4 +894,163 @@ fn podman_container_and_its_supervisor() {
     let memory = stats.memory.expect("memory accounting");
     assert!(memory.current > 0 && memory.anon.is_some(), "{memory:?}");
     assert!(stats.cpu.expect("cpu").usage_ns > 0);
+}
+
+/// The exporter itself, on real cgroups: a process in a CRI container of a
+/// burstable pod is attributed exactly in /metrics, the container's
+/// accounting there equals its cgroup's files, a move without exec is seen
+/// within `attribution_recheck_scrapes` scrapes, and an exec at once.
+#[test]
+fn the_exporter_follows_real_cgroups_moves_and_execs() {
+    if !is_root() {
+        eprintln!("\n*** SKIP exporter cgroup test: needs root to create cgroups ***\n");
+        return;
+    }
+    use std::io::Write;
+    let places = Places::detect();
+    let base = test_slice();
+    let kube = format!("{base}/kubepods/burstable/pod{UID}/{CID}");
+    let docker = format!("{base}/docker-{CID2}.scope");
+    let mut made = Made::default();
+    for place in places.all() {
+        for rel in [&kube, &docker] {
+            made.make(&place.root, &place.dir(rel));
+        }
+    }
+    // A shell that execs `sleep` when told to; meanwhile it waits in read.
+    struct Kid(std::process::Child);
+    impl Drop for Kid {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut kid = Kid(Command::new("bash")
+        .args(["-c", "read line; exec sleep 300"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap());
+    let pid = kid.0.id() as libc::pid_t;
+    for place in places.all() {
+        move_to(pid, &place.dir(&kube));
+    }
+    const PERIOD: u64 = 4;
+    let exp = common::Running::start_env(
+        &[
+            "--disable-ebpf",
+            "--no-collector.bpf_inventory",
+            "--collector-timeout",
+            "60",
+        ],
+        &[("HERAKLES_ATTRIBUTION_RECHECK_SCRAPES", &PERIOD.to_string())],
+    );
+    let scrapes = std::cell::Cell::new(0u64);
+    let scrape = || {
+        scrapes.set(scrapes.get() + 1);
+        common::parse(&exp.get("/metrics").text())
+    };
+
+    // Attributed exactly, summed, and the container's cgroup accounting
+    // equals its files (compared across a quiet moment).
+    let dirs = places
+        .h
+        .dirs(&ProcCgroup::read(Path::new(&format!("/proc/{pid}")), &mut Vec::new()).unwrap());
+    let kube_labels = [
+        ("container_id", CID),
+        ("container_runtime", "cri"),
+        ("pod_uid", UID),
+    ];
+    let mut agreed = false;
+    for _ in 0..50 {
+        let probe = accounting::read(&dirs, &mut Vec::new());
+        let before = files(&dirs, &probe);
+        let m = scrape();
+        let after = files(&dirs, &probe);
+        assert_eq!(
+            common::value(&m, "herakles_container_processes", &kube_labels),
+            Some(1.0)
+        );
+        assert_eq!(
+            common::value(
+                &m,
+                "herakles_pod_processes",
+                &[("pod_uid", UID), ("qos_class", "burstable")]
+            ),
+            Some(1.0)
+        );
+        if before != after {
+            continue;
+        }
+        let got = |name: &str| common::value(&m, name, &[("container_id", CID)]);
+        let memory = before.memory.expect("memory accounting");
+        assert_eq!(
+            got("herakles_container_cgroup_memory_usage_bytes"),
+            memory[0].map(|v| v as f64)
+        );
+        assert_eq!(
+            got("herakles_container_cgroup_cpu_usage_seconds_total"),
+            before.cpu_ns.map(|ns| ns as f64 / 1e9)
+        );
+        agreed = true;
+        break;
+    }
+    assert!(agreed, "the cgroup files never held still");
+
+    // Moved without exec: seen within PERIOD scrapes.
+    for place in places.all() {
+        move_to(pid, &place.dir(&docker));
+    }
+    let docker_labels = [("container_id", CID2), ("container_runtime", "docker")];
+    let moved_after = (1..=PERIOD).find(|_| {
+        let m = scrape();
+        common::value(&m, "herakles_container_processes", &docker_labels) == Some(1.0)
+    });
+    assert!(
+        moved_after.is_some(),
+        "not re-attributed within {PERIOD} scrapes"
+    );
+    let m = scrape();
+    assert_eq!(
+        common::value(&m, "herakles_container_processes", &kube_labels),
+        None,
+        "the container left has no process: no series"
+    );
+
+    // Moved back, then exec'd right away: re-attributed at the next
+    // scrape although it is not the process's turn. (The table takes
+    // turns by scrape count: pid mod PERIOD = scrapes done mod PERIOD.)
+    while u64::from(pid as u32) % PERIOD == scrapes.get() % PERIOD {
+        scrape();
+    }
+    for place in places.all() {
+        move_to(pid, &place.dir(&kube));
+    }
+    kid.0.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let comm = format!("/proc/{pid}/comm");
+    for _ in 0..500 {
+        if fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let m = scrape();
+    assert_eq!(
+        common::value(&m, "herakles_container_processes", &kube_labels),
+        Some(1.0)
+    );
+    assert_eq!(
+        common::value(&m, "herakles_container_processes", &docker_labels),
+        None
+    );
+
+    drop(exp);
+    drop(kid);
+    drop(made);
+    for place in places.all() {
+        assert!(
+            !place.dir(&base).exists(),
+            "left behind: {}",
+            place.dir(&base).display()
+        );
+    }
 }

@@ -63,7 +63,12 @@ fn v2_files(dir: &Path, n: u64) {
     write(&dir.join("memory.current"), &format!("{}\n", n * 1000));
     write(
         &dir.join("memory.stat"),
-        &format!("anon {}\nfile {}\nkernel {}\nshmem 0\n", n * 100, n * 200, n * 30),
+        &format!(
+            "anon {}\nfile {}\nkernel {}\nshmem 0\n",
+            n * 100,
+            n * 200,
+            n * 30
+        ),
     );
     write(
         &dir.join("memory.events"),
@@ -94,17 +99,27 @@ fn v2_files(dir: &Path, n: u64) {
 /// v1 accounting files for cgroup `path` under the hierarchies of `cg`.
 fn v1_files(cg: &Path, path: &str, n: u64) {
     let memory = cg.join("memory").join(path);
-    write(&memory.join("memory.usage_in_bytes"), &format!("{}\n", n * 1000));
+    write(
+        &memory.join("memory.usage_in_bytes"),
+        &format!("{}\n", n * 1000),
+    );
     write(
         &memory.join("memory.stat"),
-        &format!("cache 1\nrss 2\ntotal_cache {}\ntotal_rss {}\n", n * 200, n * 100),
+        &format!(
+            "cache 1\nrss 2\ntotal_cache {}\ntotal_rss {}\n",
+            n * 200,
+            n * 100
+        ),
     );
     write(
         &memory.join("memory.oom_control"),
         &format!("oom_kill_disable 0\nunder_oom 0\noom_kill {n}\n"),
     );
     let cpu = cg.join("cpu,cpuacct").join(path);
-    write(&cpu.join("cpuacct.usage"), &format!("{}\n", n * 1_000_000_000));
+    write(
+        &cpu.join("cpuacct.usage"),
+        &format!("{}\n", n * 1_000_000_000),
+    );
     write(
         &cpu.join("cpu.stat"),
         &format!(
@@ -117,7 +132,11 @@ fn v1_files(cg: &Path, path: &str, n: u64) {
     let blkio = cg.join("blkio").join(path);
     write(
         &blkio.join("blkio.throttle.io_service_bytes_recursive"),
-        &format!("8:0 Read {}\n8:0 Write {}\n8:0 Total 0\nTotal 0\n", n * 4096, n * 8192),
+        &format!(
+            "8:0 Read {}\n8:0 Write {}\n8:0 Total 0\nTotal 0\n",
+            n * 4096,
+            n * 8192
+        ),
     );
     write(
         &blkio.join("blkio.throttle.io_serviced_recursive"),
@@ -137,7 +156,10 @@ fn tree() -> Tree {
     let proc = dir.path().join("proc");
     let sys = dir.path().join("sys");
     let root = dir.path().join("root");
-    write(&proc.join("stat"), "cpu  1 0 1 1 0 0 0 0 0 0\nbtime 1700000000\n");
+    write(
+        &proc.join("stat"),
+        "cpu  1 0 1 1 0 0 0 0 0 0\nbtime 1700000000\n",
+    );
     write(
         &root.join("etc/passwd"),
         "root:x:0:0::/root:/bin/sh\nwww-data:x:33:33::/var/www:/usr/sbin/nologin\nalice:x:1000:1000::/home/alice:/bin/sh\n",
@@ -173,7 +195,14 @@ fn tree() -> Tree {
     let nginx = "1:name=systemd:/system.slice/nginx.service\n0::/system.slice/nginx.service\n";
     process(&proc, 104, "nginx", 33, nginx, 300);
     process(&proc, 105, "nginx", 33, nginx, 12);
-    process(&proc, 106, "lxc-app", 0, "0::/lxc.payload.web1/system.slice/a.service\n", 0);
+    process(
+        &proc,
+        106,
+        "lxc-app",
+        0,
+        "0::/lxc.payload.web1/system.slice/a.service\n",
+        0,
+    );
 
     // A hybrid layout: v2 at unified (here with the controllers, so that
     // v2 cgroups have their files), v1 memory, cpu,cpuacct and blkio.
@@ -185,7 +214,10 @@ fn tree() -> Tree {
     std::os::unix::fs::symlink("cpu,cpuacct", cg.join("cpu")).unwrap();
     std::os::unix::fs::symlink("cpu,cpuacct", cg.join("cpuacct")).unwrap();
     let unified = cg.join("unified");
-    v2_files(&unified.join(format!("system.slice/docker-{DOCKER}.scope")), 1);
+    v2_files(
+        &unified.join(format!("system.slice/docker-{DOCKER}.scope")),
+        1,
+    );
     v2_files(
         &unified.join(format!("{}/cri-containerd-{KUBE}.scope", &kube_pod[1..])),
         2,
@@ -195,7 +227,10 @@ fn tree() -> Tree {
     v1_files(&cg, &crio[1..], 5);
     v1_files(&cg, &format!("kubepods/besteffort/pod{POD2}"), 6);
     v1_files(&cg, &podman[1..], 7);
-    write(&sys.join("dev/block/8:0/uevent"), "MAJOR=8\nMINOR=0\nDEVNAME=sda\n");
+    write(
+        &sys.join("dev/block/8:0/uevent"),
+        "MAJOR=8\nMINOR=0\nDEVNAME=sda\n",
+    );
 
     let s = |p: &Path| p.to_str().unwrap().to_string();
     Tree {
@@ -245,7 +280,10 @@ fn every_runtime_shape_is_attributed_exactly() {
         }
         assert_eq!(get("herakles_container_processes", &l), Some(1.0), "{id}");
         assert_eq!(
-            get("herakles_container_cpu_seconds_total", &[("container_id", id), ("mode", "user")]),
+            get(
+                "herakles_container_cpu_seconds_total",
+                &[("container_id", id), ("mode", "user")]
+            ),
             Some(1.0),
             "{id}: 100 ticks"
         );
@@ -253,25 +291,52 @@ fn every_runtime_shape_is_attributed_exactly() {
     let series = |name: &str| m.samples.iter().filter(|s| s.metric == name).count();
     assert_eq!(series("herakles_container_processes"), 5);
     assert_eq!(
-        get("herakles_pod_processes", &[("pod_uid", POD), ("qos_class", "burstable")]),
+        get(
+            "herakles_pod_processes",
+            &[("pod_uid", POD), ("qos_class", "burstable")]
+        ),
         Some(1.0)
     );
     assert_eq!(
-        get("herakles_pod_processes", &[("pod_uid", POD2), ("qos_class", "besteffort")]),
+        get(
+            "herakles_pod_processes",
+            &[("pod_uid", POD2), ("qos_class", "besteffort")]
+        ),
         Some(1.0)
     );
-    assert_eq!(get("herakles_unit_processes", &[("unit", "nginx.service")]), Some(2.0));
+    assert_eq!(
+        get("herakles_unit_processes", &[("unit", "nginx.service")]),
+        Some(2.0)
+    );
     let scope = format!("docker-{DOCKER}.scope");
-    assert_eq!(get("herakles_unit_processes", &[("unit", &scope)]), Some(1.0));
-    assert_eq!(get("herakles_user_processes", &[("user", "www-data")]), Some(2.0));
-    assert_eq!(get("herakles_user_processes", &[("user", "alice")]), Some(2.0));
-    assert_eq!(get("herakles_user_processes", &[("user", "root")]), Some(3.0));
     assert_eq!(
-        get("herakles_unit_blkio_write_bytes_total", &[("unit", "nginx.service")]),
+        get("herakles_unit_processes", &[("unit", &scope)]),
+        Some(1.0)
+    );
+    assert_eq!(
+        get("herakles_user_processes", &[("user", "www-data")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        get("herakles_user_processes", &[("user", "alice")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        get("herakles_user_processes", &[("user", "root")]),
+        Some(3.0)
+    );
+    assert_eq!(
+        get(
+            "herakles_unit_blkio_write_bytes_total",
+            &[("unit", "nginx.service")]
+        ),
         Some(2.0 * 8192.0)
     );
     // A unit inside an LXC container is the container's business.
-    assert_eq!(get("herakles_unit_processes", &[("unit", "a.service")]), None);
+    assert_eq!(
+        get("herakles_unit_processes", &[("unit", "a.service")]),
+        None
+    );
 
     // Per-process labels.
     let labels = m
@@ -286,14 +351,20 @@ fn every_runtime_shape_is_attributed_exactly() {
     assert_eq!(labels.get("container_id"), Some(KUBE));
     assert_eq!(labels.get("container_runtime"), Some("containerd"));
     assert_eq!(labels.get("pod_uid"), Some(POD));
-    assert_eq!(labels.get("unit"), Some(&*format!("cri-containerd-{KUBE}.scope")));
+    assert_eq!(
+        labels.get("unit"),
+        Some(&*format!("cri-containerd-{KUBE}.scope"))
+    );
     assert_eq!(labels.get("user"), Some("alice"));
 
     // Open descriptors and the worst ratio, by subgroup (nginx: 300 of
     // 1024 is the worse of its two).
     let nginx = [("group", "web"), ("subgroup", "nginx")];
     assert_eq!(get("herakles_group_open_fds", &nginx), Some(312.0));
-    assert_eq!(get("herakles_group_worst_fd_ratio", &nginx), Some(300.0 / 1024.0));
+    assert_eq!(
+        get("herakles_group_worst_fd_ratio", &nginx),
+        Some(300.0 / 1024.0)
+    );
     assert_eq!(get("herakles_group_threads", &nginx), Some(4.0));
     assert_eq!(
         get("herakles_group_oldest_start_time_seconds", &nginx),
@@ -352,18 +423,43 @@ fn cgroup_accounting_equals_the_files() {
             "{at}"
         );
         let disk = |direction| with(&[("device", "sda"), ("direction", direction)]);
-        assert_eq!(get(&f("io_bytes_total"), &disk("read")), Some(n * 4096.0), "{at}");
-        assert_eq!(get(&f("io_bytes_total"), &disk("write")), Some(n * 8192.0), "{at}");
-        assert_eq!(get(&f("io_operations_total"), &disk("write")), Some(n * 2.0), "{at}");
+        assert_eq!(
+            get(&f("io_bytes_total"), &disk("read")),
+            Some(n * 4096.0),
+            "{at}"
+        );
+        assert_eq!(
+            get(&f("io_bytes_total"), &disk("write")),
+            Some(n * 8192.0),
+            "{at}"
+        );
+        assert_eq!(
+            get(&f("io_operations_total"), &disk("write")),
+            Some(n * 2.0),
+            "{at}"
+        );
     }
     // v2 only: the kernel memory and a disk sysfs does not name.
     let docker = [("container_id", DOCKER), ("type", "kernel")];
-    assert_eq!(get("herakles_container_cgroup_memory_stat_bytes", &docker), Some(30.0));
-    let other = [("container_id", DOCKER), ("device", "254:0"), ("direction", "write")];
-    assert_eq!(get("herakles_container_cgroup_io_operations_total", &other), Some(4.0));
+    assert_eq!(
+        get("herakles_container_cgroup_memory_stat_bytes", &docker),
+        Some(30.0)
+    );
+    let other = [
+        ("container_id", DOCKER),
+        ("device", "254:0"),
+        ("direction", "write"),
+    ];
+    assert_eq!(
+        get("herakles_container_cgroup_io_operations_total", &other),
+        Some(4.0)
+    );
     // v1 here has no kmem file: no kernel series, rather than a zero.
     let crio = [("container_id", CRIO), ("type", "kernel")];
-    assert_eq!(get("herakles_container_cgroup_memory_stat_bytes", &crio), None);
+    assert_eq!(
+        get("herakles_container_cgroup_memory_stat_bytes", &crio),
+        None
+    );
 }
 
 #[test]
@@ -390,8 +486,15 @@ fn explain_shows_where_a_process_runs() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains(&format!("container: \"containerd://{KUBE}\"")), "{text}");
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!("container: \"containerd://{KUBE}\"")),
+        "{text}"
+    );
     assert!(text.contains("user:    \"alice\""), "{text}");
     assert!(text.contains("result:  tenants/alice"), "{text}");
     assert!(text.contains("the user matches regex \"alice\""), "{text}");
@@ -411,7 +514,11 @@ fn the_cap_bounds_per_process_series_at_five_thousand_processes() {
         )
         .unwrap();
         fs::write(d.join("cmdline"), "w\0").unwrap();
-        fs::write(d.join("io"), "read_bytes: 0\nwrite_bytes: 0\nsyscr: 0\nsyscw: 0\n").unwrap();
+        fs::write(
+            d.join("io"),
+            "read_bytes: 0\nwrite_bytes: 0\nsyscr: 0\nsyscw: 0\n",
+        )
+        .unwrap();
         std::os::unix::fs::symlink("/usr/bin/w", d.join("exe")).unwrap();
     }
     let p = proc.to_str().unwrap();
@@ -437,8 +544,14 @@ fn the_cap_bounds_per_process_series_at_five_thousand_processes() {
         .collect();
     assert_eq!(rss.len(), 1000);
     assert_eq!(rss.iter().min(), Some(&4001));
-    assert_eq!(value(&m, "herakles_process_series_dropped_total", &[]), Some(4000.0));
+    assert_eq!(
+        value(&m, "herakles_process_series_dropped_total", &[]),
+        Some(4000.0)
+    );
     assert_eq!(value(&m, "herakles_processes", &[]), Some(5000.0));
     let m = parse(&exp.get("/metrics").text());
-    assert_eq!(value(&m, "herakles_process_series_dropped_total", &[]), Some(8000.0));
+    assert_eq!(
+        value(&m, "herakles_process_series_dropped_total", &[]),
+        Some(8000.0)
+    );
 }
