@@ -7,6 +7,9 @@
 #                                                   live server evaluates every rule and
 #                                                   dashboard query in tests
 #   prometheus-node-exporter                        the peer our values are compared with
+#   prometheus-process-exporter                     the peer our per-group process facts
+#                                                   (threads, fds, states, faults, context
+#                                                   switches) are compared with
 #   ss                        (package iproute2)    cross-checks TCP state counts
 #   curl                                            benchmark and smoke scripts
 #   clang, libelf-dev, zlib1g-dev, pkg-config       build the eBPF programs (feature
@@ -43,6 +46,7 @@ installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok instal
 need=()
 { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || need+=(prometheus)
 [ -x /usr/bin/prometheus-node-exporter ] || need+=(prometheus-node-exporter)
+[ -x /usr/bin/prometheus-process-exporter ] || need+=(prometheus-process-exporter)
 command -v ss >/dev/null 2>&1 || need+=(iproute2)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v strace >/dev/null 2>&1 || need+=(strace)
