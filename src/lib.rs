@@ -34,3 +34,4 @@ pub mod scrape;
 pub mod testdata;
 pub mod unit;
 pub mod util;
+pub mod web;

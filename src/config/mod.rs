@@ -12,7 +12,7 @@
 
 mod collectors;
 mod load;
-mod locate;
+pub(crate) mod locate;
 mod overrides;
 mod template;
 mod validate;
