@@ -60,9 +60,7 @@ impl std::str::FromStr for BcryptHash {
 
     fn from_str(s: &str) -> Result<Self, String> {
         let parts: bcrypt::HashParts = s.parse().map_err(|e| {
-            format!(
-                "not a bcrypt hash ({e}); make one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'`"
-            )
+            format!("not a bcrypt hash ({e}); make one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'`")
         })?;
         let cost = parts.get_cost();
         if !COSTS.contains(&cost) {
@@ -436,7 +434,13 @@ mod tests {
         );
         let lower = HeaderValue::from_static("basic YWxpY2U6cHc=");
         assert_eq!(credentials(&lower).unwrap().0, "alice");
-        for bad in ["Bearer YWxpY2U6cHc=", "Basic !!!", "Basic YWxpY2U=", "Basic", ""] {
+        for bad in [
+            "Bearer YWxpY2U6cHc=",
+            "Basic !!!",
+            "Basic YWxpY2U=",
+            "Basic",
+            "",
+        ] {
             assert_eq!(credentials(&HeaderValue::from_static(bad)), None, "{bad}");
         }
     }

@@ -232,7 +232,10 @@ impl WebConfig {
         if !enable_tls {
             return Ok(WebConfig::plain_http());
         }
-        for (key, value) in [("tls_cert_path", tls_cert_path), ("tls_key_path", tls_key_path)] {
+        for (key, value) in [
+            ("tls_cert_path", tls_cert_path),
+            ("tls_key_path", tls_key_path),
+        ] {
             if value.is_empty() {
                 return Err(TlsError {
                     key,
@@ -240,11 +243,8 @@ impl WebConfig {
                 });
             }
         }
-        let tls = TlsSettings::with_files(
-            tls_cert_path.into(),
-            tls_key_path.into(),
-            Origin::SpecKeys,
-        );
+        let tls =
+            TlsSettings::with_files(tls_cert_path.into(), tls_key_path.into(), Origin::SpecKeys);
         tls.server_config()?;
         Ok(WebConfig {
             tls: Some(tls),
@@ -340,7 +340,10 @@ fn tls_settings(raw: RawTls, dir: &Path) -> Result<Option<TlsSettings>, Problem>
         let stray = [
             ("tls_server_config.min_version", raw.min_version.is_some()),
             ("tls_server_config.max_version", raw.max_version.is_some()),
-            ("tls_server_config.cipher_suites", raw.cipher_suites.is_some()),
+            (
+                "tls_server_config.cipher_suites",
+                raw.cipher_suites.is_some(),
+            ),
             (
                 "tls_server_config.curve_preferences",
                 raw.curve_preferences.is_some(),
@@ -376,6 +379,15 @@ fn tls_settings(raw: RawTls, dir: &Path) -> Result<Option<TlsSettings>, Problem>
             "tls_server_config.client_ca_file",
             "is set, but client_auth_type asks for no client certificate; set \
              client_auth_type: RequireAndVerifyClientCert to require certificates it issued",
+        ));
+    }
+    if client_ca_file.is_none() && client_auth.verifies() {
+        return Err(problem(
+            "tls_server_config.client_auth_type",
+            format!(
+                "{} checks client certificates against client_ca_file, which is not set",
+                client_auth.name()
+            ),
         ));
     }
     let min_version = raw.min_version.unwrap_or(TlsVersion::Tls12);
@@ -501,7 +513,12 @@ mod tests {
 
     #[test]
     fn empty_file_and_sections_serve_plain_http() {
-        for text in ["", "# nothing\n", "tls_server_config:\n", "tls_server_config: {}\n"] {
+        for text in [
+            "",
+            "# nothing\n",
+            "tls_server_config:\n",
+            "tls_server_config: {}\n",
+        ] {
             let c = parse(text).unwrap();
             assert_eq!(c.tls, None, "{text:?}");
             assert!(c.http2 && c.users.is_empty() && c.headers.is_empty());
@@ -514,12 +531,18 @@ mod tests {
     fn unknown_keys_name_line_key_and_suggestion() {
         let e = err("tls_server_config:\n  cert_fil: a.crt\n");
         assert_eq!((e.line, e.column), (Some(2), Some(3)), "{e}");
-        assert!(e.message.contains("key \"tls_server_config.cert_fil\""), "{e}");
+        assert!(
+            e.message.contains("key \"tls_server_config.cert_fil\""),
+            "{e}"
+        );
         assert!(e.message.contains("did you mean \"cert_file\""), "{e}");
         assert!(e.to_string().starts_with("/nonexistent/web.yml:2:"), "{e}");
         let e = err("basic_auth_user:\n  a: b\n");
         assert_eq!(e.line, Some(1), "{e}");
-        assert!(e.message.contains("did you mean \"basic_auth_users\""), "{e}");
+        assert!(
+            e.message.contains("did you mean \"basic_auth_users\""),
+            "{e}"
+        );
     }
 
     #[test]
@@ -531,7 +554,10 @@ mod tests {
 
         let e = err("tls_server_config:\n  cert_file: a\n  key_file: b\n  cipher_suites:\n    - TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\n    - TLS_RSA_WITH_AES_128_CBC_SHA\n");
         assert_eq!((e.line, e.column), (Some(6), Some(7)), "{e}");
-        assert!(e.message.contains("tls_server_config.cipher_suites[1]"), "{e}");
+        assert!(
+            e.message.contains("tls_server_config.cipher_suites[1]"),
+            "{e}"
+        );
 
         let e = err("tls_server_config:\n  cert_file: a\n  key_file: b\n  curve_preferences: [X25519, CurveP521]\n");
         assert_eq!(e.line, Some(4), "{e}");
@@ -549,9 +575,13 @@ mod tests {
     fn combinations_are_placed_with_locate() {
         let e = err("tls_server_config:\n  cert_file: a\n  key_file: b\n  min_version: TLS13\n  max_version: TLS12\n");
         assert_eq!(e.line, Some(4), "{e}");
-        assert!(e.message.contains("TLS13 is above max_version TLS12"), "{e}");
+        assert!(
+            e.message.contains("TLS13 is above max_version TLS12"),
+            "{e}"
+        );
 
-        let e = err("tls_server_config:\n  cert_file: a\n  key_file: b\n  client_ca_file: ca.pem\n");
+        let e =
+            err("tls_server_config:\n  cert_file: a\n  key_file: b\n  client_ca_file: ca.pem\n");
         assert_eq!(e.line, Some(4), "{e}");
         assert!(e.message.contains("client_auth_type"), "{e}");
 
@@ -562,7 +592,10 @@ mod tests {
         // A key that is missing: the section's position.
         let e = err("tls_server_config:\n  cert_file: a\n");
         assert_eq!(e.line, Some(2), "{e}");
-        assert!(e.message.contains("tls_server_config.key_file\": missing"), "{e}");
+        assert!(
+            e.message.contains("tls_server_config.key_file\": missing"),
+            "{e}"
+        );
 
         let e = err("tls_server_config:\n  min_version: TLS13\n");
         assert_eq!(e.line, Some(2), "{e}");
@@ -584,7 +617,10 @@ mod tests {
     fn newer_toolkit_keys_are_refused_not_ignored() {
         let e = err("rate_limit:\n  interval: 1s\n  burst: 5\n");
         assert_eq!(e.line, Some(2), "{e}");
-        assert!(e.message.contains("key \"rate_limit\": not supported"), "{e}");
+        assert!(
+            e.message.contains("key \"rate_limit\": not supported"),
+            "{e}"
+        );
         let e = err("tls_server_config:\n  cert: |\n    -----BEGIN CERTIFICATE-----\n");
         assert!(e.message.contains("tls_server_config.cert\""), "{e}");
         assert_eq!(e.line, Some(2), "{e}");

@@ -10,13 +10,13 @@
 //! verifier.
 //!
 //! Renewal: certificate tools (certbot, cert-manager, a cron job) replace
-//! the files in place and expect servers to pick them up. Before each
-//! handshake the acceptor compares the files' identity (inode, size,
-//! modification and change times) with what it loaded, a few `stat` calls;
-//! when they differ it rebuilds the configuration. A renewed file that does
-//! not load (half written, a key that does not match the certificate) is
-//! logged once and the previous certificate is served until the files
-//! change again.
+//! the files and expect servers to pick them up. Before each handshake the
+//! acceptor compares the files' identity (inode, size, modification and
+//! change times) with what it last saw, a few `stat` calls; when they
+//! differ it compares the contents, and when those differ it rebuilds the
+//! configuration. A renewed file that does not load (half written, a key
+//! that does not match the certificate) is logged once and the previous
+//! certificate is served until the files change again.
 
 use std::fmt;
 use std::io;
@@ -24,6 +24,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
@@ -33,6 +34,7 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig};
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::server::TlsStream;
 
@@ -125,6 +127,13 @@ impl TlsSettings {
         }
     }
 
+    /// The files the configuration is built from.
+    fn files(&self) -> Vec<&Path> {
+        let mut files = vec![self.cert_file.as_path(), self.key_file.as_path()];
+        files.extend(self.client_ca_file.as_deref());
+        files
+    }
+
     fn error(&self, setting: Setting, message: impl Into<String>) -> TlsError {
         TlsError {
             key: self.origin.key(setting),
@@ -154,9 +163,11 @@ impl TlsSettings {
             let mut suites: Vec<_> = self.cipher_suites.iter().map(|s| s.suite).collect();
             for version in [TlsVersion::Tls13, TlsVersion::Tls12] {
                 if !named(version) {
-                    suites.extend(super::values::supported_suites().into_iter().filter_map(
-                        |s| (s.version() == version).then_some(s.suite),
-                    ));
+                    suites.extend(
+                        super::values::supported_suites()
+                            .into_iter()
+                            .filter_map(|s| (s.version() == version).then_some(s.suite)),
+                    );
                 }
             }
             provider.cipher_suites = suites;
@@ -395,8 +406,7 @@ impl ClientCertVerifier for AnyClientCert {
     }
 }
 
-/// The identity of a file's current contents, as `stat` tells it; `None`
-/// when it cannot be stat'ed.
+/// The identity of a file's current contents, as `stat` tells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FileStamp {
     dev: u64,
@@ -406,17 +416,53 @@ struct FileStamp {
     ctime: (i64, i64),
 }
 
-fn stamp(path: &Path) -> Option<FileStamp> {
-    // `metadata` follows symbolic links: Kubernetes swaps a secret by
-    // re-pointing a link, which shows here as another inode.
-    let m = std::fs::metadata(path).ok()?;
-    Some(FileStamp {
-        dev: m.dev(),
-        ino: m.ino(),
-        size: m.size(),
-        mtime: (m.mtime(), m.mtime_nsec()),
-        ctime: (m.ctime(), m.ctime_nsec()),
-    })
+/// How recent a modification must be for its stamp not to be trusted: a
+/// file rewritten twice within the file system's timestamp granularity
+/// (a kernel tick) keeps size, inode and times, so until the times are
+/// older than this the contents are compared too (git's "racy" rule).
+const RACY: Duration = Duration::from_secs(2);
+
+/// The stamps of `files`, or `None` when one cannot be stat'ed or was
+/// modified too recently to tell a second change from the first.
+fn stamps(files: &[&Path]) -> Option<Vec<FileStamp>> {
+    let now = SystemTime::now();
+    files
+        .iter()
+        .map(|path| {
+            // `metadata` follows symbolic links: Kubernetes swaps a secret
+            // by re-pointing a link, which shows here as another inode.
+            let m = std::fs::metadata(path).ok()?;
+            let settled = m
+                .modified()
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age >= RACY);
+            settled.then(|| FileStamp {
+                dev: m.dev(),
+                ino: m.ino(),
+                size: m.size(),
+                mtime: (m.mtime(), m.mtime_nsec()),
+                ctime: (m.ctime(), m.ctime_nsec()),
+            })
+        })
+        .collect()
+}
+
+/// SHA-256 over the contents of `files` (an unreadable one, or one that is
+/// not a regular file, has its own marker). Read as the configuration is:
+/// a FIFO put in a certificate's place must not block handshakes.
+fn digest(files: &[&Path]) -> [u8; 32] {
+    let mut d = Sha256::new();
+    for path in files {
+        match crate::util::read_regular_file(path) {
+            Ok(text) => {
+                d.update((text.len() as u64).to_le_bytes());
+                d.update(text.as_bytes());
+            }
+            Err(_) => d.update(u64::MAX.to_le_bytes()),
+        }
+    }
+    d.finalize().into()
 }
 
 /// Reloads of the certificate files since the acceptor was built.
@@ -428,9 +474,13 @@ pub struct ReloadCounts {
     pub failed: u64,
 }
 
-/// What the acceptor serves now, and the file stamps it was built from.
+/// What the acceptor serves now, and what the files looked like when it
+/// last checked them.
 struct Current {
-    stamps: Vec<Option<FileStamp>>,
+    /// `None`: compare contents at the next handshake.
+    stamps: Option<Vec<FileStamp>>,
+    /// Of the contents last loaded, whether they loaded or not.
+    digest: [u8; 32],
     config: Arc<ServerConfig>,
 }
 
@@ -455,13 +505,17 @@ impl TlsAcceptor {
     /// Load the files and build the configuration; fails as
     /// [`TlsSettings::server_config`] does.
     pub fn new(settings: TlsSettings) -> Result<TlsAcceptor, TlsError> {
-        // Stamps first: a file replaced between the stamp and the read is
-        // then seen as changed at the next handshake, never missed.
-        let stamps = Self::stamps(&settings);
-        let config = settings.server_config()?;
+        // Stamps and digest first: a file replaced between them and the
+        // read is then seen as changed at the next handshake, never missed.
+        let files = settings.files();
+        let current = Current {
+            stamps: stamps(&files),
+            digest: digest(&files),
+            config: settings.server_config()?,
+        };
         Ok(TlsAcceptor {
             settings,
-            current: Mutex::new(Current { stamps, config }),
+            current: Mutex::new(current),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
         })
@@ -471,35 +525,37 @@ impl TlsAcceptor {
         &self.settings
     }
 
-    fn stamps(settings: &TlsSettings) -> Vec<Option<FileStamp>> {
-        let mut files = vec![settings.cert_file.as_path(), settings.key_file.as_path()];
-        files.extend(settings.client_ca_file.as_deref());
-        files.into_iter().map(stamp).collect()
-    }
-
     /// The configuration for the next handshake: the current one, or a new
     /// one if the certificate, key or client CA file changed and loads.
+    /// Costs two or three `stat` calls when nothing changed.
     pub fn server_config(&self) -> Arc<ServerConfig> {
-        let stamps = Self::stamps(&self.settings);
+        let files = self.settings.files();
+        let now = stamps(&files);
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        if current.stamps != stamps {
-            current.stamps = stamps;
-            match self.settings.server_config() {
-                Ok(config) => {
-                    current.config = config;
-                    self.reloads_ok.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(
-                        cert_file = %self.settings.cert_file.display(),
-                        "TLS certificate files changed; serving the new certificate"
-                    );
-                }
-                Err(e) => {
-                    self.reloads_failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(
-                        error = %e,
-                        "TLS certificate files changed but do not load; still serving the previous certificate"
-                    );
-                }
+        if now.is_some() && current.stamps == now {
+            return Arc::clone(&current.config);
+        }
+        current.stamps = now;
+        let digest = digest(&files);
+        if digest == current.digest {
+            return Arc::clone(&current.config);
+        }
+        current.digest = digest;
+        match self.settings.server_config() {
+            Ok(config) => {
+                current.config = config;
+                self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    cert_file = %self.settings.cert_file.display(),
+                    "TLS certificate files changed; serving the new certificate"
+                );
+            }
+            Err(e) => {
+                self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    error = %e,
+                    "TLS certificate files changed but do not load; still serving the previous certificate"
+                );
             }
         }
         Arc::clone(&current.config)

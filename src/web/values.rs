@@ -99,8 +99,14 @@ impl PartialEq for CipherSuite {
 pub(crate) fn supported_suites() -> [CipherSuite; 9] {
     let s = |name, suite| CipherSuite { name, suite };
     [
-        s("TLS_AES_256_GCM_SHA384", cipher_suite::TLS13_AES_256_GCM_SHA384),
-        s("TLS_AES_128_GCM_SHA256", cipher_suite::TLS13_AES_128_GCM_SHA256),
+        s(
+            "TLS_AES_256_GCM_SHA384",
+            cipher_suite::TLS13_AES_256_GCM_SHA384,
+        ),
+        s(
+            "TLS_AES_128_GCM_SHA256",
+            cipher_suite::TLS13_AES_128_GCM_SHA256,
+        ),
         s(
             "TLS_CHACHA20_POLY1305_SHA256",
             cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
@@ -207,19 +213,18 @@ impl FromStr for Curve {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let group: &'static dyn SupportedKxGroup = match s {
-            "X25519" => kx_group::X25519,
-            "CurveP256" => kx_group::SECP256R1,
-            "CurveP384" => kx_group::SECP384R1,
-            "CurveP521" => {
-                return Err(
+        let group: &'static dyn SupportedKxGroup =
+            match s {
+                "X25519" => kx_group::X25519,
+                "CurveP256" => kx_group::SECP256R1,
+                "CurveP384" => kx_group::SECP384R1,
+                "CurveP521" => return Err(
                     "CurveP521 is not supported: rustls with the ring provider has no P-521 key \
                      exchange; use X25519, CurveP256 or CurveP384"
                         .into(),
-                )
-            }
-            _ => return Err(unknown("curve", s, &CURVE_NAMES)),
-        };
+                ),
+                _ => return Err(unknown("curve", s, &CURVE_NAMES)),
+            };
         let name = CURVE_NAMES
             .into_iter()
             .find(|n| *n == s)
