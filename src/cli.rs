@@ -1,20 +1,22 @@
-//! Command line: flags, subcommands, config resolution and the daemon's
-//! start and stop.
+//! Command line: the flags and subcommands, and the dispatch to what each
+//! one does (`crate::commands`, and `crate::exporter` for the daemon).
+//!
+//! A flag that sets a config key is not a setting of its own: it becomes an
+//! [`Override`] of that key, merged with the config file and `HERAKLES_*`
+//! variables by `crate::config::resolve`, so every setting has one name and
+//! one validation whichever way it comes in.
 //!
 //! Exit codes: 0 success; 1 a runtime failure (port in use, a collector that
 //! cannot be built); 2 invalid configuration or usage.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
 
 use clap::{Arg, ArgAction, ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
-use herakles_core::{registrations, BuildContext, Collector, Registration};
+use herakles_core::{registrations, Registration};
 
-use crate::classify::Classifier;
-use crate::config::{self, Config, ConfigError, Format, LoadedFile, Override, Source};
-use crate::health::Health;
-use crate::scrape::Scraper;
+use crate::commands;
+use crate::config::{self, FileChoice, Format, Override, Resolved, Source};
+use crate::exporter;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -337,9 +339,9 @@ pub enum Command {
         verbose: bool,
     },
     /// Install as a systemd service: binary, config, unit, man page, completions
-    Install(crate::install::InstallArgs),
+    Install(commands::install::InstallArgs),
     /// Remove what `install` installed (a config edited since is kept)
-    Uninstall(crate::install::UninstallArgs),
+    Uninstall(commands::install::UninstallArgs),
     /// Write a synthetic host's metrics to a test data file for -t
     GenerateTestdata(crate::testdata::GenerateArgs),
     /// Print the shell completion script for SHELL
@@ -381,13 +383,17 @@ pub fn main_with(args: Vec<String>) -> i32 {
         output,
     }) = &cli.command
     {
-        return write_template(*format, *commented, output.as_ref());
+        return commands::config::write_template(*format, *commented, output.as_ref());
     }
     match &cli.command {
-        Some(Command::Install(a)) => return crate::install::install(a, cli.config.as_deref()),
-        Some(Command::Uninstall(a)) => return crate::install::uninstall(a),
-        Some(Command::Completions { shell }) => return crate::dist::print_completions(*shell),
-        Some(Command::Man) => return crate::dist::print_man(),
+        Some(Command::Install(a)) => {
+            return commands::install::install(a, cli.config.as_deref(), &command())
+        }
+        Some(Command::Uninstall(a)) => return commands::install::uninstall(a),
+        Some(Command::Completions { shell }) => {
+            return commands::dist::print_completions(&command(), *shell)
+        }
+        Some(Command::Man) => return commands::dist::print_man(&command()),
         _ => {}
     }
 
@@ -396,7 +402,7 @@ pub fn main_with(args: Vec<String>) -> i32 {
         config,
         file,
         notes,
-    } = match resolve_config(&cli, &flags, std::env::vars_os()) {
+    } = match config::resolve(file_choice(&cli), &flags, std::env::vars_os()) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -411,7 +417,7 @@ pub fn main_with(args: Vec<String>) -> i32 {
     // Classification rules are part of the configuration: a broken rules
     // file is a usage error (exit 2) that --check-config must report, not a
     // runtime failure found when the first process collector is built.
-    let build_ctx = build_context(&config);
+    let build_ctx = exporter::build_context(&config);
     let classifier = match crate::process::classifier(&build_ctx) {
         Ok(c) => c,
         Err(e) => {
@@ -432,33 +438,33 @@ pub fn main_with(args: Vec<String>) -> i32 {
     };
 
     if cli.show_user_config {
-        return show_user_config(file.as_ref(), cli.config_format);
+        return commands::config::show_user_config(file.as_ref(), cli.config_format);
     }
     if cli.show_config {
-        return print_formatted(&config, cli.config_format);
+        return commands::config::print_formatted(&config, cli.config_format);
     }
 
     match &cli.command {
         Some(Command::Collectors) => {
-            print!("{}", collectors_table(&config));
+            print!("{}", commands::collectors::collectors_table(&config));
             0
         }
         Some(Command::Subgroups {
             group,
             verbose,
             explain,
-        }) => subgroups(
+        }) => commands::subgroups::run(
             &config,
             &classifier,
             group.as_deref(),
             *verbose,
             explain.as_deref(),
         ),
-        Some(Command::Check { all, ebpf }) => crate::check::run(&config, *all, *ebpf),
+        Some(Command::Check { all, ebpf }) => commands::check::run(&config, *all, *ebpf),
         Some(Command::Test {
             iterations,
             verbose,
-        }) => run_test(config, &build_ctx, *iterations, *verbose, test_data),
+        }) => commands::test::run(config, &build_ctx, *iterations, *verbose, test_data),
         Some(Command::GenerateTestdata(a)) => crate::testdata::generate(a, &classifier),
         Some(
             Command::Config { .. }
@@ -467,20 +473,17 @@ pub fn main_with(args: Vec<String>) -> i32 {
             | Command::Completions { .. }
             | Command::Man,
         ) => unreachable!("handled above"),
-        None if cli.check_config => match build_collectors_in(&build_ctx, &config) {
-            Ok(built) => {
-                for (_, c) in &built {
-                    c.shutdown();
-                }
-                println!("configuration OK ({} collectors enabled)", built.len());
-                0
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                2
-            }
-        },
-        None => run_daemon(config, &build_ctx, &classifier, test_data),
+        None if cli.check_config => commands::config::check(&build_ctx, &config),
+        None => exporter::run(config, &build_ctx, &classifier, test_data),
+    }
+}
+
+/// The config file `--config` and `--no-config` ask for.
+fn file_choice(cli: &Cli) -> FileChoice<'_> {
+    match (&cli.config, cli.no_config) {
+        (_, true) => FileChoice::Without,
+        (Some(path), false) => FileChoice::Named(path),
+        (None, false) => FileChoice::Search,
     }
 }
 
@@ -645,447 +648,10 @@ fn flag_overrides(m: &ArgMatches) -> Vec<Override> {
     out
 }
 
-/// The effective config and where it came from.
-pub struct Resolved {
-    pub config: Config,
-    /// The config file, if one was loaded.
-    pub file: Option<LoadedFile>,
-    /// Debug notes for the log once it is set up: variables set aside.
-    pub notes: Vec<String>,
-}
-
-/// Defaults, then the file, then `HERAKLES_*` from `env`, then `flags`.
-///
-/// A key a flag sets is not read from the environment at all: its variable
-/// is never parsed, so a stray value there cannot stop a start that names
-/// the key on the command line.
-pub fn resolve_config(
-    cli: &Cli,
-    flags: &[Override],
-    env: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
-) -> Result<Resolved, ConfigError> {
-    let file = if cli.no_config {
-        None
-    } else {
-        config::find_config_file(cli.config.as_deref())?
-            .map(|p| config::load_file(&p))
-            .transpose()?
-    };
-    let base = file.as_ref().map(|f| f.config.clone()).unwrap_or_default();
-    let (env, mut notes) = config::env_overrides(env)?;
-    let mut overrides = Vec::with_capacity(env.len() + flags.len());
-    for o in env {
-        match flags.iter().find(|f| f.key == o.key) {
-            Some(f) => notes.push(format!("ignoring {}: {} is given", o.source, f.source)),
-            None => overrides.push(o),
-        }
-    }
-    overrides.extend_from_slice(flags);
-    let config = config::merge(base, &overrides, file.as_ref())?;
-    Ok(Resolved {
-        config,
-        file,
-        notes,
-    })
-}
-
-fn write_template(format: Format, commented: bool, output: Option<&PathBuf>) -> i32 {
-    let text = if commented {
-        config::commented_template(format)
-    } else {
-        format.to_string(&Config::default())
-    };
-    let text = match text {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 1;
-        }
-    };
-    match output {
-        Some(path) => match std::fs::write(path, text) {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("error: {}: {e}", path.display());
-                1
-            }
-        },
-        None => {
-            print!("{text}");
-            0
-        }
-    }
-}
-
-fn print_formatted<T: serde::Serialize>(value: &T, format: Format) -> i32 {
-    match format.to_string(value) {
-        Ok(t) => {
-            print!("{t}");
-            0
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            1
-        }
-    }
-}
-
-fn show_user_config(file: Option<&LoadedFile>, format: Format) -> i32 {
-    let Some(file) = file else {
-        println!("# no config file loaded");
-        return 0;
-    };
-    println!("# {}", file.path.display());
-    if format == file.format {
-        print!("{}", file.text);
-        return 0;
-    }
-    // Re-encode only what the user wrote, not the defaults around it.
-    let value: Result<serde_json::Value, String> = match file.format {
-        Format::Yaml => serde_norway::from_str(&file.text).map_err(|e| e.to_string()),
-        Format::Json => serde_json::from_str(&file.text).map_err(|e| e.to_string()),
-        Format::Toml => toml::from_str(&file.text).map_err(|e| e.to_string()),
-    };
-    match value {
-        Ok(v) => print_formatted(&v, format),
-        Err(e) => {
-            eprintln!("error: {e}");
-            1
-        }
-    }
-}
-
-fn collectors_table(config: &Config) -> String {
-    let mut rows = vec![[
-        "NAME".to_string(),
-        "ENABLED".to_string(),
-        "DEFAULT".to_string(),
-        "CRATE".to_string(),
-        "DESCRIPTION".to_string(),
-    ]];
-    for r in registrations() {
-        let enabled = config.collectors.0.get(r.name).is_some_and(|s| s.enabled);
-        rows.push([
-            r.name.to_string(),
-            yes_no(enabled).to_string(),
-            yes_no(r.default_enabled).to_string(),
-            r.crate_name.to_string(),
-            r.description.to_string(),
-        ]);
-    }
-    let widths: Vec<usize> = (0..4)
-        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for r in rows {
-        for (i, w) in widths.iter().enumerate() {
-            out.push_str(&format!("{:<w$}  ", r[i], w = *w));
-        }
-        out.push_str(&r[4]);
-        out.push('\n');
-    }
-    out
-}
-
-fn yes_no(b: bool) -> &'static str {
-    if b {
-        "yes"
-    } else {
-        "no"
-    }
-}
-
-pub type Built = Vec<(&'static str, Box<dyn Collector>)>;
-
-/// The context collectors are built in; its services (the classifier, the
-/// process table) are shared by everything built from it.
-pub fn build_context(config: &Config) -> BuildContext {
-    BuildContext::new(config.paths.to_paths(), Arc::new(config.clone()))
-}
-
-/// Build every enabled collector in a fresh context; the error names the
-/// collector.
-pub fn build_collectors(config: &Config) -> Result<Built, String> {
-    build_collectors_in(&build_context(config), config)
-}
-
-/// Build every enabled collector in `ctx`; the error names the collector.
-pub fn build_collectors_in(ctx: &BuildContext, config: &Config) -> Result<Built, String> {
-    let mut built = Vec::new();
-    for section in config.collectors.enabled() {
-        let r = section.registration;
-        match r.build(section.config.as_ref(), ctx) {
-            Ok(c) => built.push((r.name, c)),
-            Err(e) => {
-                for (_, c) in &built {
-                    c.shutdown();
-                }
-                return Err(format!("collector \"{}\": {e}", r.name));
-            }
-        }
-    }
-    Ok(built)
-}
-
-fn runtime(config: &Config, collectors: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    // Room for `parallelism` active collections plus one stuck thread per
-    // collector (a collector never runs twice at once), so hung collectors
-    // can never exhaust the pool.
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(config.effective_parallelism() + collectors + 2)
-        .thread_name("herakles")
-        .enable_all()
-        .build()
-}
-
-/// Everything needed to serve, built from a config.
-pub struct Exporter {
-    pub scraper: Arc<Scraper>,
-    pub health: Arc<Health>,
-    pub config: Arc<Config>,
-    /// The `/subgroups` page, when classification rules were loaded.
-    pub subgroups: Option<crate::http::SubgroupsPage>,
-}
-
-impl Exporter {
-    pub fn new(config: Config, collectors: Built) -> Exporter {
-        let names: Vec<&'static str> = collectors.iter().map(|(n, _)| *n).collect();
-        let health = Arc::new(Health::new(&names));
-        let scraper = Scraper::new(
-            collectors,
-            config.paths.to_paths(),
-            Duration::from_secs_f64(config.collector_timeout),
-            Duration::from_secs(config.cache_ttl),
-            config.effective_parallelism(),
-            health.clone(),
-        );
-        Exporter {
-            scraper,
-            health,
-            config: Arc::new(config),
-            subgroups: None,
-        }
-    }
-
-    /// Serve `/subgroups` from `classifier`: the `subgroups --verbose` table,
-    /// escaped. Rules are fixed at start-up, so it is rendered once here.
-    pub fn with_subgroups_page(mut self, classifier: &Classifier) -> Exporter {
-        let table = crate::classify::render_list(classifier, None, true);
-        let html = format!("<pre>{}</pre>", crate::util::html_escape(&table));
-        self.subgroups = Some(Arc::new(move || html.clone()));
-        self
-    }
-
-    /// Show the sections collectors and services registered in `ctx` (see
-    /// [`BuildContext::health_section`]) in `/health`.
-    pub fn with_health_sections(self, ctx: &BuildContext) -> Exporter {
-        for (key, f) in ctx.health_sections() {
-            self.health.section(key, f);
-        }
-        self
-    }
-
-    /// Bind and serve until `shutdown` resolves. Returns the bound address
-    /// through `on_bound` before serving (port 0 picks a free port).
-    pub async fn serve(
-        self,
-        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-        on_bound: impl FnOnce(std::net::SocketAddr),
-    ) -> Result<(), String> {
-        let ip: std::net::IpAddr = self
-            .config
-            .bind
-            .parse()
-            .map_err(|_| format!("invalid bind address {:?}", self.config.bind))?;
-        let addr = std::net::SocketAddr::new(ip, self.config.port);
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        let bound = listener.local_addr().map_err(|e| e.to_string())?;
-        on_bound(bound);
-        let app = Arc::new(crate::http::App {
-            scraper: self.scraper.clone(),
-            health: self.health.clone(),
-            limiter: Arc::new(tokio::sync::Semaphore::new(self.config.max_requests)),
-            config: self.config.clone(),
-            subgroups: self.subgroups.clone(),
-        });
-        crate::http::serve(listener, app, shutdown).await;
-        Ok(())
-    }
-}
-
-/// `subgroups`: the rules the exporter would use with this config.
-fn subgroups(
-    config: &Config,
-    classifier: &Classifier,
-    group: Option<&str>,
-    verbose: bool,
-    explain: Option<&str>,
-) -> i32 {
-    match explain {
-        Some(target) => {
-            match crate::classify::explain_target(classifier, &config.paths.procfs, target) {
-                Ok(text) => {
-                    print!("{text}");
-                    0
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    1
-                }
-            }
-        }
-        None => {
-            print!(
-                "{}",
-                crate::classify::render_list(classifier, group, verbose)
-            );
-            0
-        }
-    }
-}
-
-fn run_daemon(
-    config: Config,
-    ctx: &BuildContext,
-    classifier: &Classifier,
-    test_data: Option<crate::testdata::Source>,
-) -> i32 {
-    crate::logging::init(config.log_level, config.log_format);
-    crate::listener::raise_fd_limit();
-    if config.enable_tls {
-        tracing::error!("TLS is not supported by this build; terminate TLS in a proxy");
-        return 2;
-    }
-    let collectors = match crate::testdata::collectors_or_build(test_data, ctx, &config) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!("{e}");
-            return 1;
-        }
-    };
-    let rt = match runtime(&config, collectors.len()) {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!("cannot start the async runtime: {e}");
-            return 1;
-        }
-    };
-    crate::ebpf::register_health(ctx, &config);
-    let exporter = Exporter::new(config, collectors)
-        .with_subgroups_page(classifier)
-        .with_health_sections(ctx);
-    let scraper = exporter.scraper.clone();
-    let code = rt.block_on(async move {
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        let mut server = tokio::spawn(exporter.serve(
-            async move {
-                let mut rx = rx;
-                let _ = rx.wait_for(|stop| *stop).await;
-            },
-            |addr| {
-                tracing::info!(
-                    version = env!("CARGO_PKG_VERSION"),
-                    "listening on http://{addr}"
-                );
-            },
-        ));
-        tokio::select! {
-            res = &mut server => return match res {
-                Ok(Ok(())) => 0,
-                Ok(Err(e)) => { tracing::error!("{e}"); 1 }
-                Err(e) => { tracing::error!("server task failed: {e}"); 1 }
-            },
-            sig = shutdown_signal() => tracing::info!(signal = sig, "shutting down"),
-        }
-        let _ = tx.send(true);
-        // In-flight scrapes get to finish; the whole stop stays under 5 s.
-        if tokio::time::timeout(Duration::from_secs(4), server)
-            .await
-            .is_err()
-        {
-            tracing::warn!("connections still open after 4s; closing them");
-        }
-        0
-    });
-    scraper.shutdown();
-    rt.shutdown_timeout(Duration::from_millis(500));
-    code
-}
-
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return "SIGINT";
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = tokio::signal::ctrl_c() => "SIGINT",
-    }
-}
-
-fn run_test(
-    config: Config,
-    ctx: &BuildContext,
-    iterations: u32,
-    verbose: bool,
-    test_data: Option<crate::testdata::Source>,
-) -> i32 {
-    crate::logging::init(config.log_level, config.log_format);
-    let collectors = match crate::testdata::collectors_or_build(test_data, ctx, &config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 1;
-        }
-    };
-    let rt = match runtime(&config, collectors.len()) {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 1;
-        }
-    };
-    let exporter = Exporter::new(config, collectors);
-    let mut failed = false;
-    for i in 1..=iterations {
-        let scraper = exporter.scraper.clone();
-        let out = rt.block_on(async move { scraper.scrape(scraper.all()).await });
-        println!(
-            "iteration {i}: {} bytes in {:.3}s",
-            out.text.len(),
-            out.duration.as_secs_f64()
-        );
-        for o in &out.outcomes {
-            match &o.error {
-                None => println!("  ok    {:<12} {:.4}s", o.name, o.duration.as_secs_f64()),
-                Some(e) => {
-                    failed = true;
-                    println!(
-                        "  FAIL  {:<12} {:.4}s  {e}",
-                        o.name,
-                        o.duration.as_secs_f64()
-                    );
-                }
-            }
-        }
-        if verbose {
-            print!("{}", String::from_utf8_lossy(&out.text));
-        }
-    }
-    exporter.scraper.shutdown();
-    i32::from(failed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Config, ConfigError};
 
     fn resolve(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let args: Vec<String> = std::iter::once("herakles-node-exporter")
@@ -1097,7 +663,7 @@ mod tests {
         let m = command().try_get_matches_from(&args).unwrap();
         let cli = Cli::from_arg_matches(&m).unwrap();
         let env = env.iter().map(|(k, v)| (k.into(), v.into()));
-        resolve_config(&cli, &flag_overrides(&m), env).map(|r| r.config)
+        config::resolve(file_choice(&cli), &flag_overrides(&m), env).map(|r| r.config)
     }
 
     #[test]
@@ -1194,5 +760,45 @@ mod tests {
         );
         let e = resolve(&["--collector.nonesuch.x=1"], &[]).unwrap_err();
         assert!(e.message.contains("valid collectors"), "{e}");
+    }
+
+    #[test]
+    fn man_page_documents_every_visible_flag_and_subcommand() {
+        let man = String::from_utf8(commands::dist::man_page(&command())).unwrap();
+        assert!(man.starts_with(".ie"), "{}", &man[..80]);
+        let cmd = command();
+        for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+            if let Some(long) = arg.get_long() {
+                // roff escapes '-' as '\-'.
+                let escaped = format!("\\-\\-{}", long.replace('-', "\\-"));
+                assert!(man.contains(&escaped), "--{long} missing from the man page");
+            }
+        }
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            assert!(
+                man.contains(&sub.get_name().replace('-', "\\-")),
+                "{} missing",
+                sub.get_name()
+            );
+        }
+    }
+
+    #[test]
+    fn completions_offer_subcommands_and_flags() {
+        use clap_complete::Shell;
+        use commands::dist::completions;
+        let bash = String::from_utf8(completions(&command(), Shell::Bash)).unwrap();
+        for word in [
+            "install",
+            "uninstall",
+            "generate-testdata",
+            "--test-data-file",
+        ] {
+            assert!(bash.contains(word), "{word} missing from bash completions");
+        }
+        let zsh = String::from_utf8(completions(&command(), Shell::Zsh)).unwrap();
+        assert!(zsh.starts_with("#compdef herakles-node-exporter"));
+        let fish = String::from_utf8(completions(&command(), Shell::Fish)).unwrap();
+        assert!(fish.contains("-l test-data-file"), "{fish}");
     }
 }

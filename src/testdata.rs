@@ -271,19 +271,6 @@ impl Collector for TestDataCollector {
     }
 }
 
-/// The collectors to serve: the test data's when there is a file, else the
-/// enabled built-in ones.
-pub fn collectors_or_build(
-    source: Option<Source>,
-    ctx: &herakles_core::BuildContext,
-    config: &crate::config::Config,
-) -> Result<crate::cli::Built, String> {
-    match source {
-        Some(s) => Ok(vec![("testdata", Box::new(TestDataCollector::new(s)))]),
-        None => crate::cli::build_collectors_in(ctx, config),
-    }
-}
-
 /// `generate-testdata`.
 pub fn generate(args: &GenerateArgs, classifier: &Classifier) -> i32 {
     let data = synthetic_host(classifier, args.seed, args.max_per_subgroup as usize);

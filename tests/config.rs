@@ -266,8 +266,8 @@ const STARTED: &[&str] = &[
 /// configs whose every value is within its declared range.
 #[test]
 fn accepted_configs_start_the_daemon() {
-    use herakles_node_exporter::cli::{build_collectors, Exporter};
     use herakles_node_exporter::config::{parse_str, Format};
+    use herakles_node_exporter::exporter::{build_collectors, Exporter};
     use proptest::test_runner::{Config, TestRunner};
     use serde_json::json;
 

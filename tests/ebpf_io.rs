@@ -63,12 +63,16 @@ impl Exporter {
         Exporter::with(ProcessIoConfig::default())
     }
 
+    /// The exporter with `config` as the `ebpf_io` section, where the
+    /// service reads its settings from whichever collector asks first.
     fn with(config: ProcessIoConfig) -> Exporter {
-        let ctx = BuildContext::new(Paths::default(), Arc::new(Config::default()));
+        let mut global = Config::default();
+        global.collectors.0.get_mut("ebpf_io").unwrap().config = Box::new(config.clone());
+        let ctx = BuildContext::new(Paths::default(), Arc::new(global));
         let collectors: Vec<Box<dyn Collector>> = vec![
+            Box::new(ProcessTop::build(NoConfig {}, &ctx).unwrap()),
             Box::new(EbpfIo::build(config, &ctx).unwrap()),
             Box::new(ProcessGroups::build(NoConfig {}, &ctx).unwrap()),
-            Box::new(ProcessTop::build(NoConfig {}, &ctx).unwrap()),
         ];
         let io = process_io::service(&ctx).unwrap();
         let status = herakles_node_exporter::ebpf::status(&ctx);

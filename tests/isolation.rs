@@ -13,8 +13,8 @@ use herakles_core::{
     inventory, BuildCollector, BuildContext, Collector, Desc, MetricSink, NoConfig, Registration,
     Result, ScrapeContext,
 };
-use herakles_node_exporter::cli::{build_collectors, Exporter};
 use herakles_node_exporter::config::Config;
+use herakles_node_exporter::exporter::{build_collectors, Exporter};
 
 struct Panicky;
 impl Collector for Panicky {

@@ -27,11 +27,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use herakles_core::{
-    inventory, BuildCollector, BuildContext, Collector, Desc, Error, MetricSink, NoConfig,
-    Registration, Result, ScrapeContext,
+    inventory, Collector, Desc, Error, MetricSink, Registration, Result, ScrapeContext,
 };
 
-use super::memory::parse_psi_totals;
+use super::helpers::psi;
 
 const SECONDS: Desc = Desc::counter(
     "herakles_system_cpu_seconds_total",
@@ -132,7 +131,15 @@ impl Collector for Cpu {
         // back starts from a fresh baseline.
         *previous = current;
         drop(previous);
-        psi(ctx, out);
+        // CPU PSI. The system-wide "full" line is always zero for CPUs (a
+        // CPU is never stalled for all tasks while it runs one), so only
+        // "some" is exposed.
+        psi::emit(
+            ctx.read_proc_shared("pressure/cpu"),
+            out,
+            Some(&PSI_WAIT),
+            None,
+        );
         Ok(())
     }
 }
@@ -279,20 +286,10 @@ impl Ratios {
     }
 }
 
-/// CPU PSI. The system-wide "full" line is always zero for CPUs (a CPU is
-/// never stalled for all tasks while it runs one), so only "some" is exposed.
-/// A kernel without PSI means absent series, not failure; a file too long
-/// to be PSI is counted as a parse error.
-fn psi(ctx: &ScrapeContext, out: &mut MetricSink) {
-    let text = match ctx.read_proc_shared("pressure/cpu") {
-        Ok(text) => text,
-        Err(e) if e.is_too_large() => return out.parse_error(),
-        Err(_) => return,
-    };
-    for (kind, total_us) in parse_psi_totals(&text, out) {
-        if kind == "some" {
-            out.single(&PSI_WAIT, total_us / 1e6);
-        }
+impl Default for Cpu {
+    /// The collector for this host's `USER_HZ`.
+    fn default() -> Cpu {
+        Cpu::new(ticks_per_second())
     }
 }
 
@@ -305,15 +302,8 @@ fn ticks_per_second() -> u64 {
     }
 }
 
-impl BuildCollector for Cpu {
-    type Config = NoConfig;
-    fn build(_: NoConfig, _: &BuildContext) -> Result<Self> {
-        Ok(Cpu::new(ticks_per_second()))
-    }
-}
-
 inventory::submit! {
-    Registration::new::<Cpu>(
+    Registration::plain::<Cpu>(
         "cpu",
         "CPU time and busy/idle/iowait/steal ratios from /proc/stat, CPU pressure (PSI)",
         true,
@@ -324,8 +314,8 @@ inventory::submit! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collectors::fixture;
-    use herakles_core::testing::{collect_once, collect_with, Collected};
+    use crate::collectors::{example_config, fixture};
+    use herakles_core::testing::{collect_with, Collected};
     use herakles_core::Paths;
     use proptest::prelude::*;
 
@@ -380,7 +370,7 @@ mod tests {
 
     #[test]
     fn exact_values_from_fixture() {
-        let c = collect_once::<Cpu>(NoConfig {}, fixture("cpu")).unwrap();
+        let c = collect_with(&Cpu::default(), fixture("cpu")).unwrap();
         assert_eq!(seconds(&c, "0", "user"), Some(60.0 / hz()));
         assert_eq!(seconds(&c, "0", "idle"), Some(390.0 / hz()));
         assert_eq!(seconds(&c, "1", "steal"), Some(20.0 / hz()));
@@ -413,7 +403,7 @@ mod tests {
     /// the cpu, kernel and host collectors.
     #[test]
     fn an_invalid_byte_costs_only_its_line() {
-        let c = collect_once::<Cpu>(NoConfig {}, fixture("stat_bad_byte")).unwrap();
+        let c = collect_with(&Cpu::default(), fixture("stat_bad_byte")).unwrap();
         assert_eq!(seconds(&c, "0", "idle"), Some(50.0 / hz()));
         assert_eq!(seconds(&c, "0", "user"), Some(20.0 / hz()));
         assert!(seconds(&c, "1", "idle").is_none());
@@ -423,7 +413,7 @@ mod tests {
 
     #[test]
     fn malformed_cpu_lines_are_skipped_and_counted() {
-        let c = collect_once::<Cpu>(NoConfig {}, fixture("cpu_garbage")).unwrap();
+        let c = collect_with(&Cpu::default(), fixture("cpu_garbage")).unwrap();
         // Only cpu0 and the aggregate survive: cpu1 has a non-numeric
         // column, cpu2 is truncated to three columns, "cpux" is no CPU and
         // the second cpu0 line is a duplicate.
@@ -448,13 +438,13 @@ mod tests {
             procfs: p.dir.path().to_path_buf(),
             ..Paths::default()
         };
-        let err = collect_once::<Cpu>(NoConfig {}, paths).unwrap_err();
+        let err = collect_with(&Cpu::default(), paths).unwrap_err();
         assert!(err.to_string().contains("stat: no cpu lines"), "{err}");
     }
 
     #[test]
     fn missing_stat_fails_naming_the_file() {
-        let err = collect_once::<Cpu>(NoConfig {}, fixture("does-not-exist")).unwrap_err();
+        let err = collect_with(&Cpu::default(), fixture("does-not-exist")).unwrap_err();
         assert!(err.to_string().contains("stat"), "{err}");
     }
 
@@ -549,7 +539,7 @@ mod tests {
             lines.into_iter().map(|l| (l.cpu, l.ticks)).collect()
         }
         let before = read();
-        let c = collect_once::<Cpu>(NoConfig {}, Paths::default()).unwrap();
+        let c = collect_with(&Cpu::default(), Paths::default()).unwrap();
         let after = read();
         let hz = hz();
         for (cpu, ticks) in &before {
@@ -614,11 +604,7 @@ mod tests {
 
     #[test]
     fn example_config_loads() {
-        let path = format!("{}/config/collectors/cpu.yaml", env!("CARGO_MANIFEST_DIR"));
-        let file = crate::config::load_file(path.as_ref()).unwrap();
-        let section = &file.config.collectors.0["cpu"];
-        assert!(section.enabled);
-        assert!(section.config.as_any().is::<NoConfig>());
+        example_config::<herakles_core::NoConfig>("cpu");
     }
 
     proptest! {

@@ -16,14 +16,14 @@
 use std::str::SplitWhitespace;
 
 use herakles_core::{
-    inventory, BuildCollector, BuildContext, Collector, Desc, Error, MetricSink, Registration,
-    Result, ScrapeContext,
+    inventory, BuildCollector, BuildContext, Collector, Desc, MetricSink, Registration, Result,
+    ScrapeContext,
 };
-use regex::Regex;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::memory::parse_psi_totals;
+use super::helpers::name_filter::NameFilter;
+use super::helpers::psi;
 
 const READ_BYTES: Desc = Desc::counter(
     "herakles_system_disk_read_bytes_total",
@@ -154,7 +154,12 @@ impl Collector for Disk {
                 stats.write(out);
             }
         }
-        psi(ctx, out);
+        psi::emit(
+            ctx.read_proc_shared("pressure/io"),
+            out,
+            Some(&PSI_WAIT),
+            Some(&PSI_FULL_WAIT),
+        );
         Ok(())
     }
 }
@@ -259,60 +264,6 @@ fn group<const N: usize>(
     Some(Ok(values))
 }
 
-/// I/O PSI. A kernel without PSI means absent series, not failure; a file
-/// too long to be PSI is counted as a parse error.
-fn psi(ctx: &ScrapeContext, out: &mut MetricSink) {
-    let text = match ctx.read_proc_shared("pressure/io") {
-        Ok(text) => text,
-        Err(e) if e.is_too_large() => return out.parse_error(),
-        Err(_) => return,
-    };
-    for (kind, total_us) in parse_psi_totals(&text, out) {
-        let desc = match kind {
-            "some" => &PSI_WAIT,
-            "full" => &PSI_FULL_WAIT,
-            _ => continue,
-        };
-        out.single(desc, total_us / 1e6);
-    }
-}
-
-/// An include and an exclude regex over names (devices here, interfaces in
-/// `netdev`), compiled once at build time so a bad pattern stops start-up
-/// with the name of its key instead of failing every scrape.
-///
-/// An empty pattern means "no filter" rather than "match everything": for an
-/// exclude that is the only useful reading, and a string (unlike an optional
-/// one) can be written the same way in YAML, JSON and TOML.
-pub(crate) struct NameFilter {
-    include: Option<Regex>,
-    exclude: Option<Regex>,
-}
-
-impl NameFilter {
-    /// Compile the patterns; `keys` are their config key names, for errors.
-    pub(crate) fn new(include: &str, exclude: &str, keys: (&str, &str)) -> Result<NameFilter> {
-        let compile = |pattern: &str, key: &str| {
-            (!pattern.is_empty())
-                .then(|| Regex::new(pattern).map_err(|e| Error::msg(format!("{key}: {e}"))))
-                .transpose()
-        };
-        Ok(NameFilter {
-            include: compile(include, keys.0)?,
-            exclude: compile(exclude, keys.1)?,
-        })
-    }
-
-    /// Whether `name` is to be reported.
-    pub(crate) fn allows(&self, name: &str) -> bool {
-        let included = match &self.include {
-            Some(re) => re.is_match(name),
-            None => true,
-        };
-        included && !self.exclude.as_ref().is_some_and(|re| re.is_match(name))
-    }
-}
-
 impl BuildCollector for Disk {
     type Config = DiskConfig;
     fn build(config: DiskConfig, _: &BuildContext) -> Result<Self> {
@@ -337,7 +288,7 @@ inventory::submit! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collectors::fixture;
+    use crate::collectors::{example_config, fixture};
     use herakles_core::testing::{collect_once, collect_with, Collected};
     use herakles_core::Paths;
     use proptest::prelude::*;
@@ -518,19 +469,9 @@ mod tests {
 
     #[test]
     fn example_config_loads() {
-        let path = format!("{}/config/collectors/disk.yaml", env!("CARGO_MANIFEST_DIR"));
-        let file = crate::config::load_file(path.as_ref()).unwrap();
-        let section = &file.config.collectors.0["disk"];
-        assert!(section.enabled);
-        let config = section
-            .config
-            .as_any()
-            .downcast_ref::<DiskConfig>()
-            .unwrap();
+        let config: DiskConfig = example_config("disk");
         assert_eq!(config.device_exclude, DiskConfig::default().device_exclude);
         assert!(!config.device_include.is_empty());
-        let ctx = BuildContext::new(Paths::default(), Arc::new(()));
-        assert!(Disk::build(config.clone(), &ctx).is_ok());
     }
 
     proptest! {

@@ -1,5 +1,5 @@
 //! Per-process network and block I/O counted by eBPF programs
-//! (`src/ebpf/process_io.rs`, `bpf/process_io.bpf.c`), and the programs'
+//! (`src/ebpf/process_io/`, `bpf/process_io.bpf.c`), and the programs'
 //! own cost.
 //!
 //! Unlike `/proc/<pid>/io`, which counts bytes a process asked the page
@@ -153,12 +153,12 @@ impl Collector for EbpfIo {
 
 impl BuildCollector for EbpfIo {
     type Config = ProcessIoConfig;
-    /// The sizes take effect if this collector is the first to ask for the
-    /// shared service; otherwise the service read the same section from the
-    /// global config.
-    fn build(config: ProcessIoConfig, ctx: &BuildContext) -> Result<Self> {
+    /// The section holds the service's map sizes: the service reads them
+    /// from the configuration ([`process_io::Settings`]), the same whichever
+    /// collector asks for it first, so `build` has no use for them.
+    fn build(_: ProcessIoConfig, ctx: &BuildContext) -> Result<Self> {
         Ok(EbpfIo {
-            io: process_io::service_sized(ctx, Some(config))?,
+            io: process_io::service(ctx)?,
         })
     }
 }
@@ -175,21 +175,11 @@ inventory::submit! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collectors::example_config;
 
     #[test]
     fn example_config_loads() {
-        let path = format!(
-            "{}/config/collectors/ebpf_io.yaml",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let file = crate::config::load_file(path.as_ref()).unwrap();
-        let section = &file.config.collectors.0["ebpf_io"];
-        assert!(section.enabled);
-        let config = section
-            .config
-            .as_any()
-            .downcast_ref::<ProcessIoConfig>()
-            .unwrap();
+        let config: ProcessIoConfig = example_config("ebpf_io");
         assert_eq!(config.max_processes, 20480);
         assert_eq!(config.exit_buffer_kb, 2048);
     }

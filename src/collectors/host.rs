@@ -7,9 +7,10 @@
 //! shares its host's kernel, so the answer is the same).
 
 use herakles_core::{
-    inventory, BuildCollector, BuildContext, Collector, Desc, Error, MetricSink, NoConfig,
-    Registration, Result, ScrapeContext,
+    inventory, Collector, Desc, Error, MetricSink, Registration, Result, ScrapeContext,
 };
+
+use super::helpers::proc_stat;
 
 const UPTIME: Desc = Desc::gauge(
     "herakles_system_uptime_seconds",
@@ -25,6 +26,7 @@ const UNAME: Desc = Desc::gauge(
 );
 
 /// See the module documentation.
+#[derive(Default)]
 pub struct Host;
 
 impl Collector for Host {
@@ -39,7 +41,7 @@ impl Collector for Host {
 
         match ctx
             .read_proc_shared("stat")
-            .map(|t| stat_field(&t, "btime"))
+            .map(|t| proc_stat::field(&t, "btime"))
         {
             Ok(Some(v)) => out.single(&BOOT_TIME, v),
             Ok(None) => out.parse_error(),
@@ -82,17 +84,6 @@ fn first_number(text: &str) -> Option<f64> {
     text.split_whitespace().next()?.parse().ok()
 }
 
-/// The value of a `key value` line of `/proc/stat`.
-pub(crate) fn stat_field(text: &str, key: &str) -> Option<f64> {
-    text.lines().find_map(|line| {
-        let mut words = line.split_whitespace();
-        if words.next() != Some(key) {
-            return None;
-        }
-        words.next()?.parse().ok()
-    })
-}
-
 fn uname(ctx: &ScrapeContext) -> Result<[String; 4]> {
     let read = |name: &str| -> Result<String> {
         Ok(ctx
@@ -117,15 +108,8 @@ fn uname(ctx: &ScrapeContext) -> Result<[String; 4]> {
     ])
 }
 
-impl BuildCollector for Host {
-    type Config = NoConfig;
-    fn build(_: NoConfig, _: &BuildContext) -> Result<Self> {
-        Ok(Host)
-    }
-}
-
 inventory::submit! {
-    Registration::new::<Host>(
+    Registration::plain::<Host>(
         "host",
         "Uptime, boot time and uname of the host",
         true,
@@ -137,12 +121,11 @@ inventory::submit! {
 mod tests {
     use super::*;
     use crate::collectors::fixture;
-    use herakles_core::{testing::collect_once, Paths};
-    use proptest::prelude::*;
+    use herakles_core::{testing::collect_with, Paths};
 
     #[test]
     fn exact_values_from_fixture() {
-        let c = collect_once::<Host>(NoConfig {}, fixture("basic")).unwrap();
+        let c = collect_with(&Host, fixture("basic")).unwrap();
         assert_eq!(
             c.value("herakles_system_uptime_seconds", &[]),
             Some(123456.78)
@@ -168,7 +151,7 @@ mod tests {
     /// An invalid byte on another line of /proc/stat costs nothing here.
     #[test]
     fn an_invalid_byte_elsewhere_in_stat_is_harmless() {
-        let c = collect_once::<Host>(NoConfig {}, fixture("stat_bad_byte")).unwrap();
+        let c = collect_with(&Host, fixture("stat_bad_byte")).unwrap();
         assert_eq!(
             c.value("herakles_system_boot_time_seconds", &[]),
             Some(1_700_000_000.0)
@@ -178,12 +161,12 @@ mod tests {
 
     #[test]
     fn nothing_readable_is_an_error() {
-        assert!(collect_once::<Host>(NoConfig {}, fixture("does-not-exist")).is_err());
+        assert!(collect_with(&Host, fixture("does-not-exist")).is_err());
     }
 
     #[test]
     fn live_boot_time_matches_uptime() {
-        let c = collect_once::<Host>(NoConfig {}, Paths::default()).unwrap();
+        let c = collect_with(&Host, Paths::default()).unwrap();
         let boot = c.value("herakles_system_boot_time_seconds", &[]).unwrap();
         let up = c.value("herakles_system_uptime_seconds", &[]).unwrap();
         let now = std::time::SystemTime::now()
@@ -198,22 +181,5 @@ mod tests {
         );
         let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
         assert!(c.text.contains(&format!("release=\"{}\"", release.trim())));
-    }
-
-    proptest! {
-        /// The `key value` lines of /proc/stat (btime, ctxt, processes)
-        /// are found among any other lines, damaged ones included.
-        #[test]
-        fn stat_fields_among_anything(
-            noise in prop::collection::vec(any::<u8>(), 0..300),
-            btime in any::<u32>(),
-        ) {
-            let noise: Vec<u8> = noise.into_iter().filter(|&b| b != b'b').collect();
-            let mut file = noise.clone();
-            file.extend_from_slice(format!("\nbtime {btime}\n").as_bytes());
-            file.extend_from_slice(&noise);
-            let text = String::from_utf8_lossy(&file);
-            prop_assert_eq!(stat_field(&text, "btime"), Some(f64::from(btime)));
-        }
     }
 }

@@ -5,12 +5,9 @@
 //! `/proc/stat` is read through the scrape's shared cache: the cpu and host
 //! collectors parse the same file in the same scrape.
 
-use herakles_core::{
-    inventory, BuildCollector, BuildContext, Collector, Desc, MetricSink, NoConfig, Registration,
-    Result, ScrapeContext,
-};
+use herakles_core::{inventory, Collector, Desc, MetricSink, Registration, Result, ScrapeContext};
 
-use super::host::stat_field;
+use super::helpers::proc_stat;
 
 const CONTEXT_SWITCHES: Desc = Desc::counter(
     "herakles_system_context_switches_total",
@@ -30,13 +27,14 @@ const ENTROPY: Desc = Desc::gauge(
 );
 
 /// See the module documentation.
+#[derive(Default)]
 pub struct Kernel;
 
 impl Collector for Kernel {
     fn collect(&self, ctx: &ScrapeContext, out: &mut MetricSink) -> Result<()> {
         let stat = ctx.read_proc_shared("stat")?;
         for (desc, key) in [(&CONTEXT_SWITCHES, "ctxt"), (&FORKS, "processes")] {
-            match stat_field(&stat, key) {
+            match proc_stat::field(&stat, key) {
                 Some(v) => out.single(desc, v),
                 None => out.parse_error(),
             }
@@ -78,15 +76,8 @@ impl Collector for Kernel {
     }
 }
 
-impl BuildCollector for Kernel {
-    type Config = NoConfig;
-    fn build(_: NoConfig, _: &BuildContext) -> Result<Self> {
-        Ok(Kernel)
-    }
-}
-
 inventory::submit! {
-    Registration::new::<Kernel>(
+    Registration::plain::<Kernel>(
         "kernel",
         "Context switches, forks, open file handles and entropy",
         true,
@@ -98,11 +89,11 @@ inventory::submit! {
 mod tests {
     use super::*;
     use crate::collectors::fixture;
-    use herakles_core::{testing::collect_once, Paths};
+    use herakles_core::{testing::collect_with, Paths};
 
     #[test]
     fn exact_values_from_fixture() {
-        let c = collect_once::<Kernel>(NoConfig {}, fixture("basic")).unwrap();
+        let c = collect_with(&Kernel, fixture("basic")).unwrap();
         assert_eq!(
             c.value("herakles_system_context_switches_total", &[]),
             Some(112_233_445_566.0)
@@ -123,7 +114,7 @@ mod tests {
     /// An invalid byte on another line of /proc/stat costs nothing here.
     #[test]
     fn an_invalid_byte_elsewhere_in_stat_is_harmless() {
-        let c = collect_once::<Kernel>(NoConfig {}, fixture("stat_bad_byte")).unwrap();
+        let c = collect_with(&Kernel, fixture("stat_bad_byte")).unwrap();
         assert_eq!(
             c.value("herakles_system_context_switches_total", &[]),
             Some(777.0)
@@ -134,9 +125,9 @@ mod tests {
 
     #[test]
     fn live_forks_move_forward_when_we_fork() {
-        let before = collect_once::<Kernel>(NoConfig {}, Paths::default()).unwrap();
+        let before = collect_with(&Kernel, Paths::default()).unwrap();
         std::process::Command::new("true").status().unwrap();
-        let after = collect_once::<Kernel>(NoConfig {}, Paths::default()).unwrap();
+        let after = collect_with(&Kernel, Paths::default()).unwrap();
         let f = |c: &herakles_core::testing::Collected| {
             c.value("herakles_system_forks_total", &[]).unwrap()
         };

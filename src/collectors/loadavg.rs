@@ -4,10 +4,7 @@
 //! a host stuck on I/O shows load without CPU use; read it next to the CPU
 //! and PSI series before calling a host CPU-bound.
 
-use herakles_core::{
-    inventory, BuildCollector, BuildContext, Collector, Desc, MetricSink, NoConfig, Registration,
-    Result, ScrapeContext,
-};
+use herakles_core::{inventory, Collector, Desc, MetricSink, Registration, Result, ScrapeContext};
 
 const LOAD1: Desc = Desc::gauge(
     "herakles_system_cpu_load_1",
@@ -23,6 +20,7 @@ const LOAD15: Desc = Desc::gauge(
 );
 
 /// See the module documentation.
+#[derive(Default)]
 pub struct LoadAvg;
 
 impl Collector for LoadAvg {
@@ -45,15 +43,8 @@ impl Collector for LoadAvg {
     }
 }
 
-impl BuildCollector for LoadAvg {
-    type Config = NoConfig;
-    fn build(_: NoConfig, _: &BuildContext) -> Result<Self> {
-        Ok(LoadAvg)
-    }
-}
-
 inventory::submit! {
-    Registration::new::<LoadAvg>(
+    Registration::plain::<LoadAvg>(
         "loadavg",
         "Load averages from /proc/loadavg",
         true,
@@ -65,11 +56,11 @@ inventory::submit! {
 mod tests {
     use super::*;
     use crate::collectors::fixture;
-    use herakles_core::{testing::collect_once, Paths};
+    use herakles_core::{testing::collect_with, Paths};
 
     #[test]
     fn exact_values_from_fixture() {
-        let c = collect_once::<LoadAvg>(NoConfig {}, fixture("basic")).unwrap();
+        let c = collect_with(&LoadAvg, fixture("basic")).unwrap();
         assert_eq!(c.value("herakles_system_cpu_load_1", &[]), Some(0.52));
         assert_eq!(c.value("herakles_system_cpu_load_5", &[]), Some(1.25));
         assert_eq!(c.value("herakles_system_cpu_load_15", &[]), Some(2.5));
@@ -77,13 +68,13 @@ mod tests {
 
     #[test]
     fn truncated_file_is_an_error_naming_it() {
-        let err = collect_once::<LoadAvg>(NoConfig {}, fixture("garbage")).unwrap_err();
+        let err = collect_with(&LoadAvg, fixture("garbage")).unwrap_err();
         assert!(err.to_string().contains("loadavg"), "{err}");
     }
 
     #[test]
     fn live_values_match_the_file() {
-        let c = collect_once::<LoadAvg>(NoConfig {}, Paths::default()).unwrap();
+        let c = collect_with(&LoadAvg, Paths::default()).unwrap();
         let text = std::fs::read_to_string("/proc/loadavg").unwrap();
         let want: f64 = text.split_whitespace().nth(2).unwrap().parse().unwrap();
         // The 15-minute average moves by far less than 0.5 between two reads.

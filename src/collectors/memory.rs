@@ -5,10 +5,9 @@
 //! that cannot be reclaimed without swapping; `MemTotal - MemFree` would count
 //! the page cache as used and alarm on every healthy file server.
 
-use herakles_core::{
-    inventory, BuildCollector, BuildContext, Collector, Desc, MetricSink, NoConfig, Registration,
-    Result, ScrapeContext,
-};
+use herakles_core::{inventory, Collector, Desc, MetricSink, Registration, Result, ScrapeContext};
+
+use super::helpers::psi;
 
 const TOTAL: Desc = Desc::gauge(
     "herakles_system_memory_total_bytes",
@@ -56,6 +55,7 @@ const PSI_FULL_WAIT: Desc = Desc::counter(
 );
 
 /// See the module documentation.
+#[derive(Default)]
 pub struct Memory;
 
 impl Collector for Memory {
@@ -85,7 +85,13 @@ impl Collector for Memory {
                 out.single(&SWAP_USED_RATIO, (st - sf) / st);
             }
         }
-        psi(ctx, out)
+        psi::emit(
+            ctx.read_proc("pressure/memory"),
+            out,
+            Some(&PSI_WAIT),
+            Some(&PSI_FULL_WAIT),
+        );
+        Ok(())
     }
 }
 
@@ -120,55 +126,8 @@ fn parse_meminfo(text: &str, out: &mut MetricSink) -> MemInfo {
     MemInfo(fields)
 }
 
-/// Memory PSI. A kernel without PSI (or with `psi=0`) has no file, or one
-/// that refuses reads with EOPNOTSUPP: both mean absent series, not failure.
-/// A file too long to be PSI is counted as a parse error.
-fn psi(ctx: &ScrapeContext, out: &mut MetricSink) -> Result<()> {
-    let text = match ctx.read_proc("pressure/memory") {
-        Ok(t) => t,
-        Err(e) if e.is_too_large() => {
-            out.parse_error();
-            return Ok(());
-        }
-        Err(_) => return Ok(()),
-    };
-    for (kind, total_us) in parse_psi_totals(&text, out) {
-        let desc = match kind {
-            "some" => &PSI_WAIT,
-            "full" => &PSI_FULL_WAIT,
-            _ => continue,
-        };
-        out.single(desc, total_us / 1e6);
-    }
-    Ok(())
-}
-
-/// The `total=` microsecond counters of a PSI file, keyed by line kind.
-pub(crate) fn parse_psi_totals<'a>(text: &'a str, out: &mut MetricSink) -> Vec<(&'a str, f64)> {
-    let mut totals = Vec::with_capacity(2);
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let mut words = line.split_whitespace();
-        let kind = words.next().unwrap_or_default();
-        let total = words
-            .find_map(|w| w.strip_prefix("total="))
-            .and_then(|v| v.parse::<f64>().ok());
-        match total {
-            Some(t) => totals.push((kind, t)),
-            None => out.parse_error(),
-        }
-    }
-    totals
-}
-
-impl BuildCollector for Memory {
-    type Config = NoConfig;
-    fn build(_: NoConfig, _: &BuildContext) -> Result<Self> {
-        Ok(Memory)
-    }
-}
-
 inventory::submit! {
-    Registration::new::<Memory>(
+    Registration::plain::<Memory>(
         "memory",
         "System memory and swap from /proc/meminfo, memory pressure (PSI)",
         true,
@@ -180,12 +139,12 @@ inventory::submit! {
 mod tests {
     use super::*;
     use crate::collectors::fixture;
-    use herakles_core::testing::collect_once;
+    use herakles_core::testing::collect_with;
     use proptest::prelude::*;
 
     #[test]
     fn exact_values_from_fixture() {
-        let c = collect_once::<Memory>(NoConfig {}, fixture("basic")).unwrap();
+        let c = collect_with(&Memory, fixture("basic")).unwrap();
         assert_eq!(
             c.value("herakles_system_memory_total_bytes", &[]),
             Some(16_303_424.0 * 1024.0)
@@ -219,7 +178,7 @@ mod tests {
 
     #[test]
     fn garbage_lines_are_counted_and_no_swap_means_no_ratio() {
-        let c = collect_once::<Memory>(NoConfig {}, fixture("garbage")).unwrap();
+        let c = collect_with(&Memory, fixture("garbage")).unwrap();
         assert_eq!(
             c.value("herakles_system_memory_total_bytes", &[]),
             Some(1000.0 * 1024.0)
@@ -233,7 +192,7 @@ mod tests {
 
     #[test]
     fn missing_meminfo_fails_the_collector() {
-        let err = collect_once::<Memory>(NoConfig {}, fixture("does-not-exist")).unwrap_err();
+        let err = collect_with(&Memory, fixture("does-not-exist")).unwrap_err();
         assert!(err.to_string().contains("meminfo"), "{err}");
     }
 
@@ -241,15 +200,12 @@ mod tests {
         /// Any bytes, read the way the collector reads them: no panic, and
         /// at most one field or one parse error per line.
         #[test]
-        fn meminfo_and_psi_parsers_take_anything(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+        fn meminfo_parser_takes_anything(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
             let text = String::from_utf8_lossy(&bytes);
             let lines = text.lines().count();
             let mut out = MetricSink::new();
             let info = parse_meminfo(&text, &mut out);
             prop_assert!(info.0.len() + out.parse_errors() as usize <= lines);
-            let mut out = MetricSink::new();
-            let totals = parse_psi_totals(&text, &mut out);
-            prop_assert!(totals.len() + out.parse_errors() as usize <= lines);
         }
 
         /// Every `Key: value [kB]` line reads exactly, in bytes.

@@ -15,7 +15,7 @@ use herakles_core::{
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::disk::NameFilter;
+use super::helpers::name_filter::NameFilter;
 
 const RX_BYTES: Desc = Desc::counter(
     "herakles_system_net_rx_bytes_total",
@@ -158,7 +158,7 @@ inventory::submit! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collectors::fixture;
+    use crate::collectors::{example_config, fixture};
     use herakles_core::testing::{collect_once, collect_with, Collected};
     use herakles_core::Paths;
     use proptest::prelude::*;
@@ -305,22 +305,9 @@ mod tests {
 
     #[test]
     fn example_config_loads() {
-        let path = format!(
-            "{}/config/collectors/netdev.yaml",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let file = crate::config::load_file(path.as_ref()).unwrap();
-        let section = &file.config.collectors.0["netdev"];
-        assert!(section.enabled);
-        let config = section
-            .config
-            .as_any()
-            .downcast_ref::<NetdevConfig>()
-            .unwrap();
+        let config: NetdevConfig = example_config("netdev");
         assert!(config.interface_include.is_empty());
         assert!(!config.interface_exclude.is_empty());
-        let ctx = BuildContext::new(Paths::default(), Arc::new(()));
-        assert!(Netdev::build(config.clone(), &ctx).is_ok());
     }
 
     proptest! {

@@ -16,7 +16,7 @@ use herakles_core::{
     Result, ScrapeContext,
 };
 
-use crate::process::snapshot::FileKind;
+use crate::process::parse::FileKind;
 use crate::process::{self, ProcessTable};
 use std::sync::Arc;
 

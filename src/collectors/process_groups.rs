@@ -23,7 +23,7 @@ use herakles_core::{
 
 use crate::classify::Classifier;
 use crate::ebpf::process_io::{self, ProcessIo};
-use crate::ebpf::tcp_state::{Owner, TcpState};
+use crate::ebpf::tcp_state::{Owner, TcpTracking};
 use crate::process::{self, GroupView, ProcessTable, View};
 
 const RSS: Desc = Desc::gauge(
@@ -179,7 +179,7 @@ impl Collector for ProcessGroups {
 /// decreases. Only TCP is counted: no hook that exists here sees UDP
 /// connect() without tracing every system call.
 struct Connections {
-    tracking: Arc<TcpState>,
+    tracking: Arc<TcpTracking>,
     classifier: Arc<Classifier>,
     state: Mutex<ConnectionState>,
 }
@@ -266,7 +266,7 @@ fn labels(g: &GroupView) -> [(&'static str, &str); 2] {
 impl BuildCollector for ProcessGroups {
     type Config = NoConfig;
     fn build(_: NoConfig, ctx: &BuildContext) -> Result<Self> {
-        let connections = Some(TcpState::get(ctx))
+        let connections = Some(TcpTracking::get(ctx))
             .filter(|t| t.active())
             .map(|tracking| -> Result<Connections> {
                 Ok(Connections {

@@ -785,6 +785,7 @@ impl Merged {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collectors::example_config;
     use herakles_core::testing::{collect_once, Collected};
     use herakles_core::Paths;
 
@@ -1035,17 +1036,7 @@ mod tests {
 
     #[test]
     fn example_config_loads() {
-        let path = format!(
-            "{}/config/collectors/textfile.yaml",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let file = crate::config::load_file(path.as_ref()).unwrap();
-        let section = &file.config.collectors.0["textfile"];
-        let config = section
-            .config
-            .as_any()
-            .downcast_ref::<TextfileConfig>()
-            .unwrap();
+        let config: TextfileConfig = example_config("textfile");
         assert_eq!(config.directory, "/var/lib/herakles/textfile");
         assert_eq!(config.max_file_kb, TextfileConfig::default().max_file_kb);
     }

@@ -17,11 +17,10 @@ use std::fs;
 use std::io::ErrorKind;
 
 use herakles_core::{
-    inventory, BuildCollector, BuildContext, Collector, Desc, Error, MetricSink, NoConfig,
-    Registration, Result, ScrapeContext,
+    inventory, Collector, Desc, Error, MetricSink, Registration, Result, ScrapeContext,
 };
 
-use super::hwmon::{read_text, read_value};
+use super::helpers::sysfs::{read_text, read_value};
 
 const TEMP: Desc = Desc::gauge(
     "herakles_system_thermal_zone_temp_celsius",
@@ -29,6 +28,7 @@ const TEMP: Desc = Desc::gauge(
 );
 
 /// See the module documentation.
+#[derive(Default)]
 pub struct Thermal;
 
 impl Collector for Thermal {
@@ -66,15 +66,8 @@ impl Collector for Thermal {
     }
 }
 
-impl BuildCollector for Thermal {
-    type Config = NoConfig;
-    fn build(_: NoConfig, _: &BuildContext) -> Result<Self> {
-        Ok(Thermal)
-    }
-}
-
 inventory::submit! {
-    Registration::new::<Thermal>(
+    Registration::plain::<Thermal>(
         "thermal",
         "Thermal zone temperatures from /sys/class/thermal",
         true,
@@ -85,8 +78,8 @@ inventory::submit! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collectors::fixture;
-    use herakles_core::testing::{collect_once, Collected};
+    use crate::collectors::{example_config, fixture};
+    use herakles_core::testing::{collect_with, Collected};
     use herakles_core::Paths;
 
     fn temp(c: &Collected, zone: &str, kind: &str) -> Option<f64> {
@@ -98,7 +91,7 @@ mod tests {
 
     #[test]
     fn exact_values_from_fixture() {
-        let c = collect_once::<Thermal>(NoConfig {}, fixture("thermal")).unwrap();
+        let c = collect_with(&Thermal, fixture("thermal")).unwrap();
         assert_eq!(temp(&c, "0", "x86_pkg_temp"), Some(52.0));
         assert_eq!(temp(&c, "3", ""), Some(30.5));
         assert_eq!(temp(&c, "4", "acpitz"), Some(-5.0));
@@ -132,7 +125,7 @@ mod tests {
             sysfs: dir.path().to_path_buf(),
             ..Paths::default()
         };
-        let c = collect_once::<Thermal>(NoConfig {}, paths).unwrap();
+        let c = collect_with(&Thermal, paths).unwrap();
         assert_eq!(c.count("herakles_system_thermal_zone_temp_celsius"), 1);
         assert_eq!(temp(&c, "1", "acpitz"), Some(27.8));
         assert_eq!(c.parse_errors, 0);
@@ -140,13 +133,13 @@ mod tests {
 
     #[test]
     fn no_thermal_class_means_no_series() {
-        let c = collect_once::<Thermal>(NoConfig {}, fixture("does-not-exist")).unwrap();
+        let c = collect_with(&Thermal, fixture("does-not-exist")).unwrap();
         assert!(c.samples.is_empty());
     }
 
     #[test]
     fn live_zones_match_sys_class_thermal() {
-        let c = collect_once::<Thermal>(NoConfig {}, Paths::default()).unwrap();
+        let c = collect_with(&Thermal, Paths::default()).unwrap();
         let readable = fs::read_dir("/sys/class/thermal")
             .map(|entries| {
                 entries
@@ -164,13 +157,6 @@ mod tests {
 
     #[test]
     fn example_config_loads() {
-        let path = format!(
-            "{}/config/collectors/thermal.yaml",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let file = crate::config::load_file(path.as_ref()).unwrap();
-        let section = &file.config.collectors.0["thermal"];
-        assert!(section.enabled);
-        assert!(section.config.as_any().is::<NoConfig>());
+        example_config::<herakles_core::NoConfig>("thermal");
     }
 }

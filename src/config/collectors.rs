@@ -52,6 +52,23 @@ impl Collectors {
         self.0.values().filter(|s| s.enabled)
     }
 
+    /// The settings of type `T`, whichever collector's section holds them:
+    /// a service whose user-facing keys sit in one collector's section
+    /// (the eBPF map sizes in `ebpf_io`'s) reads them by type, not by that
+    /// collector's name. `None` unless exactly one section is a `T`.
+    pub fn section<T: Clone + 'static>(&self) -> Option<T> {
+        let mut found = self
+            .0
+            .values()
+            // `*`: the section's own type, not the Box's (which is an
+            // `AnyConfig` too).
+            .filter_map(|s| (*s.config).as_any().downcast_ref::<T>());
+        match (found.next(), found.next()) {
+            (Some(t), None) => Some(t.clone()),
+            _ => None,
+        }
+    }
+
     /// Turn a collector on or off; an unknown name is an error listing the
     /// valid ones.
     pub fn set_enabled(&mut self, name: &str, enabled: bool) -> Result<(), String> {
@@ -221,5 +238,28 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for WithoutEnabled<'_, A> {
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
         self.inner.next_value_seed(seed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A settings type no registered collector uses.
+    #[derive(Debug, Clone, Serialize)]
+    struct Sizes(u32);
+
+    #[test]
+    fn a_section_is_found_by_its_type_when_the_type_is_its_own() {
+        let mut c = Collectors::default();
+        assert!(c.section::<Sizes>().is_none());
+        c.0.get_mut("loadavg").unwrap().config = Box::new(Sizes(7));
+        assert_eq!(c.section::<Sizes>().unwrap().0, 7);
+        // Two sections of the type name no one section.
+        c.0.get_mut("kernel").unwrap().config = Box::new(Sizes(8));
+        assert!(c.section::<Sizes>().is_none());
+        // Many collectors have no settings: NoConfig names no one section.
+        assert!(c.section::<herakles_core::NoConfig>().is_none());
+        assert!(c.section::<String>().is_none());
     }
 }

@@ -5,92 +5,14 @@
 //! the key. The three formats report positions differently; this file turns
 //! them into one `file:line:column: key: message` shape.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use regex::Regex;
 
+use super::format::{line_col, ConfigError, Format};
 use super::{locate, validate, Config};
 use crate::util::did_you_mean;
-
-/// A config file format, chosen by file extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Yaml,
-    Json,
-    Toml,
-}
-
-impl Format {
-    pub fn from_path(path: &Path) -> Result<Format, ConfigError> {
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("yaml" | "yml") => Ok(Format::Yaml),
-            Some("json") => Ok(Format::Json),
-            Some("toml") => Ok(Format::Toml),
-            _ => Err(ConfigError::in_file(
-                path,
-                "unknown config format: the file name must end in .yaml, .yml, .json or .toml",
-            )),
-        }
-    }
-
-    /// Serialize any value in this format.
-    pub fn to_string<T: serde::Serialize>(self, value: &T) -> Result<String, String> {
-        match self {
-            Format::Yaml => serde_norway::to_string(value).map_err(|e| e.to_string()),
-            Format::Json => serde_json::to_string_pretty(value)
-                .map(|s| s + "\n")
-                .map_err(|e| e.to_string()),
-            Format::Toml => toml::to_string(value).map_err(|e| e.to_string()),
-        }
-    }
-}
-
-/// A config problem, with as much position as the format gave us.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConfigError {
-    pub file: Option<PathBuf>,
-    pub line: Option<usize>,
-    pub column: Option<usize>,
-    pub message: String,
-}
-
-impl ConfigError {
-    pub fn msg(message: impl Into<String>) -> ConfigError {
-        ConfigError {
-            file: None,
-            line: None,
-            column: None,
-            message: message.into(),
-        }
-    }
-
-    fn in_file(path: &Path, message: impl Into<String>) -> ConfigError {
-        ConfigError {
-            file: Some(path.to_path_buf()),
-            ..ConfigError::msg(message)
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(file) = &self.file {
-            write!(f, "{}", file.display())?;
-            if let Some(line) = self.line {
-                write!(f, ":{line}")?;
-                if let Some(col) = self.column {
-                    write!(f, ":{col}")?;
-                }
-            }
-            f.write_str(": ")?;
-        }
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// A config file as found and parsed.
 #[derive(Debug, Clone)]
@@ -101,9 +23,22 @@ pub struct LoadedFile {
     pub config: Config,
 }
 
+/// Where a config file is looked for when none is given, in order: the
+/// spec's three places, then the file `install` and the Debian package
+/// write, so that `--check-config` on a packaged host checks the file the
+/// service runs with instead of the defaults.
+pub fn default_locations(home: Option<&Path>) -> Vec<PathBuf> {
+    let mut candidates = vec![PathBuf::from("herakles-node-exporter.yaml")];
+    if let Some(home) = home {
+        candidates.push(home.join(".config/herakles/config.yaml"));
+    }
+    candidates.push(PathBuf::from("/etc/herakles/config.yaml"));
+    candidates.push(PathBuf::from("/etc/herakles/herakles-node-exporter.yaml"));
+    candidates
+}
+
 /// The file to load: `explicit` if given (it must exist), else the first
-/// that exists of `./herakles-node-exporter.yaml`,
-/// `~/.config/herakles/config.yaml`, `/etc/herakles/config.yaml`.
+/// of [`default_locations`] that exists.
 ///
 /// Whether the file can be read, and is a regular file, is found out when it
 /// is loaded; a default location where something other than a missing file
@@ -113,12 +48,8 @@ pub fn find_config_file(explicit: Option<&Path>) -> Result<Option<PathBuf>, Conf
     if let Some(p) = explicit {
         return Ok(Some(p.to_path_buf()));
     }
-    let mut candidates = vec![PathBuf::from("herakles-node-exporter.yaml")];
-    if let Some(home) = std::env::var_os("HOME") {
-        candidates.push(Path::new(&home).join(".config/herakles/config.yaml"));
-    }
-    candidates.push(PathBuf::from("/etc/herakles/config.yaml"));
-    Ok(candidates.into_iter().find(|p| {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    Ok(default_locations(home.as_deref()).into_iter().find(|p| {
         // symlink_metadata: a dangling or looping link is there, not absent.
         std::fs::symlink_metadata(p).is_ok()
     }))
@@ -203,14 +134,6 @@ pub fn parse_str(text: &str, format: Format, file: Option<&Path>) -> Result<Conf
 fn toml_error(text: &str, e: &toml::de::Error, path: &str) -> ConfigError {
     let loc = e.span().map(|s| line_col(text, s.start));
     describe(text, Format::Toml, path, e.message(), loc)
-}
-
-/// 1-based line and column of a byte offset.
-pub(super) fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
 }
 
 /// Turn a format's error into our shape: strip the position suffixes the

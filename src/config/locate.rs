@@ -12,8 +12,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
-use super::load::line_col;
-use super::Format;
+use super::format::{line_col, Format};
 
 /// The marker our deliberate failure carries, to tell it from a real error.
 const FOUND: &str = "\u{1}herakles-key-found\u{1}";

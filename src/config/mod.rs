@@ -11,9 +11,11 @@
 //! schema that documents them.
 
 mod collectors;
+mod format;
 mod load;
 pub(crate) mod locate;
 mod overrides;
+mod resolve;
 mod template;
 mod validate;
 
@@ -23,8 +25,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use collectors::{unknown_collector, CollectorSection, Collectors};
-pub use load::{find_config_file, load_file, parse_str, ConfigError, Format, LoadedFile};
+pub use format::{ConfigError, Format};
+pub use load::{default_locations, find_config_file, load_file, parse_str, LoadedFile};
 pub use overrides::{env_overrides, merge, Override, Source};
+pub use resolve::{resolve, FileChoice, Resolved};
 pub use template::commented_template;
 pub use validate::Invalid;
 

@@ -12,7 +12,8 @@ use std::fmt;
 
 use serde_json::Value;
 
-use super::load::{unknown_message, ConfigError, LoadedFile};
+use super::format::ConfigError;
+use super::load::{unknown_message, LoadedFile};
 use super::{locate, validate, Config};
 use crate::util::did_you_mean;
 

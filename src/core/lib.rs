@@ -13,10 +13,10 @@
 //! # Writing a collector
 //!
 //! ```
-//! use herakles_core::{BuildCollector, BuildContext, Collector, Desc, MetricSink,
-//!     NoConfig, Registration, ScrapeContext};
+//! use herakles_core::{Collector, Desc, MetricSink, Registration, ScrapeContext};
 //!
 //! /// Exposes the number of entries in `/proc/loadavg`... as an example.
+//! #[derive(Default)]
 //! struct Example;
 //!
 //! const ANSWER: Desc = Desc::gauge("example_answer", "The answer, from the kernel.");
@@ -29,15 +29,11 @@
 //!     }
 //! }
 //!
-//! impl BuildCollector for Example {
-//!     type Config = NoConfig;
-//!     fn build(_: NoConfig, _: &BuildContext) -> herakles_core::Result<Self> {
-//!         Ok(Example)
-//!     }
-//! }
-//!
+//! // No settings and nothing from the build context: built as
+//! // `Example::default()`. A collector with settings implements
+//! // `BuildCollector` and registers with `Registration::new`.
 //! herakles_core::inventory::submit! {
-//!     Registration::new::<Example>("example", "An example collector", false, env!("CARGO_PKG_NAME"))
+//!     Registration::plain::<Example>("example", "An example collector", false, env!("CARGO_PKG_NAME"))
 //! }
 //! ```
 

@@ -8,15 +8,20 @@
 //! }
 //! ```
 //!
-//! and the exporter finds every submitted registration at start-up through
-//! [`registrations`]. The CLI flags, the `collectors` listing, config
-//! validation and the generated config reference are all derived from these
-//! registrations, so adding a collector touches only its own file.
+//! (`Registration::plain::<MyCollector>(...)` for a collector without
+//! settings), and the exporter finds every submitted registration at
+//! start-up through [`registrations`]. The CLI flags, the `collectors`
+//! listing, config validation and the generated config reference are all
+//! derived from these registrations, so adding a collector touches only its
+//! own file.
 
 use std::any::Any;
 use std::fmt;
 
-use crate::{BuildCollector, BuildContext, Collector, Result};
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+
+use crate::{BuildCollector, BuildContext, Collector, NoConfig, Result};
 
 /// A collector's config section, type-erased so the registry can hold
 /// sections of different types side by side.
@@ -78,15 +83,45 @@ impl Registration {
         default_enabled: bool,
         crate_name: &'static str,
     ) -> Registration {
+        Registration::of::<C::Config>(name, description, default_enabled, crate_name, build::<C>)
+    }
+
+    /// Describe collector `C`, which has no settings and needs nothing from
+    /// the [`BuildContext`]: its section holds `enabled` alone (its config
+    /// is [`NoConfig`]) and it is built as `C::default()`. This spares such
+    /// a collector a [`BuildCollector`] impl that would say only that.
+    pub const fn plain<C: Collector + Default>(
+        name: &'static str,
+        description: &'static str,
+        default_enabled: bool,
+        crate_name: &'static str,
+    ) -> Registration {
+        Registration::of::<NoConfig>(
+            name,
+            description,
+            default_enabled,
+            crate_name,
+            build_default::<C>,
+        )
+    }
+
+    /// A collector whose section is a `T`, built by `build`.
+    const fn of<T: AnyConfig + Default + DeserializeOwned + JsonSchema>(
+        name: &'static str,
+        description: &'static str,
+        default_enabled: bool,
+        crate_name: &'static str,
+        build: BuildFn,
+    ) -> Registration {
         Registration {
             name,
             description,
             default_enabled,
             crate_name,
-            default_config: default_config::<C>,
-            parse_config: parse_config::<C>,
-            schema: schema::<C>,
-            build: build::<C>,
+            default_config: default_config::<T>,
+            parse_config: parse_config::<T>,
+            schema: schema::<T>,
+            build,
         }
     }
 
@@ -139,19 +174,19 @@ pub fn registrations() -> Vec<&'static Registration> {
     all
 }
 
-fn default_config<C: BuildCollector>() -> Box<dyn AnyConfig> {
-    Box::new(C::Config::default())
+fn default_config<T: AnyConfig + Default>() -> Box<dyn AnyConfig> {
+    Box::new(T::default())
 }
 
-fn parse_config<C: BuildCollector>(
+fn parse_config<T: AnyConfig + DeserializeOwned>(
     de: &mut dyn erased_serde::Deserializer<'_>,
 ) -> std::result::Result<Box<dyn AnyConfig>, erased_serde::Error> {
-    let config: C::Config = erased_serde::deserialize(de)?;
+    let config: T = erased_serde::deserialize(de)?;
     Ok(Box::new(config))
 }
 
-fn schema<C: BuildCollector>() -> schemars::Schema {
-    schemars::schema_for!(C::Config)
+fn schema<T: JsonSchema>() -> schemars::Schema {
+    schemars::schema_for!(T)
 }
 
 fn build<C: BuildCollector>(
@@ -164,4 +199,11 @@ fn build<C: BuildCollector>(
         .ok_or("config section of the wrong type for this collector")?
         .clone();
     Ok(Box::new(C::build(config, ctx)?))
+}
+
+fn build_default<C: Collector + Default>(
+    _: &dyn AnyConfig,
+    _: &BuildContext,
+) -> Result<Box<dyn Collector>> {
+    Ok(Box::new(C::default()))
 }

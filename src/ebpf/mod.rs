@@ -92,11 +92,11 @@ pub fn register_health(ctx: &BuildContext, config: &Config) {
 }
 
 /// Why a part cannot be loaded here, if a reason can be told without trying:
-/// `Err(Disabled)` when the build or `enabled` rules it out, `Err(Failed)`
-/// when the host lacks BTF or the process lacks capabilities. `switch` names
-/// the configuration key behind `enabled` for the message.
+/// `Err(Disabled)` when the build, `enable_ebpf` or `enabled` rules it out,
+/// `Err(Failed)` when the host lacks BTF or the process lacks capabilities.
+/// `switch` names the configuration key behind `enabled` for the message.
 pub fn preflight(
-    config: &Config,
+    enable_ebpf: bool,
     paths: &Paths,
     enabled: bool,
     switch: &str,
@@ -106,7 +106,7 @@ pub fn preflight(
             reason: "this binary was built without the `ebpf` feature".into(),
         });
     }
-    if !config.enable_ebpf {
+    if !enable_ebpf {
         return Err(PartState::Disabled {
             reason: "enable_ebpf is false".into(),
         });

@@ -35,41 +35,32 @@ use herakles_core::BuildContext;
 
 use super::{preflight, status, PartState};
 use crate::config::Config;
+use crate::sock_diag::state::{mask, TcpState, NSTATES};
 
 /// The part's name in [`super::Status`].
 pub const PART: &str = "tcp_tracking";
 
-/// Kernel TCP state numbers (`include/net/tcp_states.h`) fit in 4 bits.
-pub const NSTATES: usize = 16;
-
-/// States whose every entry and exit fires the tracepoint: ESTABLISHED,
-/// SYN_SENT, FIN_WAIT1, CLOSE_WAIT, LAST_ACK, LISTEN, CLOSING.
-pub const EVENT_STATES: [u8; 7] = [1, 2, 4, 8, 9, 10, 11];
-
-/// The states counted from netlink even while tracking runs, as an
-/// `idiag_states` bitmask: SYN_RECV (3), FIN_WAIT2 (5), TIME_WAIT (6),
-/// CLOSE (7) and NEW_SYN_RECV (12).
-pub const NETLINK_STATES: u32 = 1 << 3 | 1 << 5 | 1 << 6 | 1 << 7 | 1 << 12;
-
-/// Lower-case state names by number, as the metric names spell them.
-pub const STATE_NAMES: [&str; NSTATES] = [
-    "unknown",
-    "established",
-    "syn_sent",
-    "syn_recv",
-    "fin_wait1",
-    "fin_wait2",
-    "time_wait",
-    "close",
-    "close_wait",
-    "last_ack",
-    "listen",
-    "closing",
-    "new_syn_recv",
-    "bound_inactive",
-    "unknown",
-    "unknown",
+/// States whose every entry and exit fires the tracepoint.
+pub const EVENT_STATES: [TcpState; 7] = [
+    TcpState::Established,
+    TcpState::SynSent,
+    TcpState::FinWait1,
+    TcpState::CloseWait,
+    TcpState::LastAck,
+    TcpState::Listen,
+    TcpState::Closing,
 ];
+
+/// The states counted from netlink even while tracking runs: those of
+/// mini-sockets, which the tracepoint never sees, and CLOSE, which only
+/// sockets caught mid-teardown are in.
+pub const NETLINK_STATES: u32 = mask(&[
+    TcpState::SynRecv,
+    TcpState::FinWait2,
+    TcpState::TimeWait,
+    TcpState::Close,
+    TcpState::NewSynRecv,
+]);
 
 /// What the program has counted, read at one scrape.
 #[derive(Debug, Clone)]
@@ -95,15 +86,15 @@ pub struct Owner {
 }
 
 /// The loaded program, or the reason it is not.
-pub struct TcpState {
+pub struct TcpTracking {
     loaded: Mutex<Option<imp::Loaded>>,
 }
 
-impl TcpState {
+impl TcpTracking {
     /// The exporter's one instance: loaded, attached and seeded on first
     /// request. Never fails: when tracking cannot run, [`super::Status`]
     /// says why and every reader gets `None`.
-    pub fn get(ctx: &BuildContext) -> Arc<TcpState> {
+    pub fn get(ctx: &BuildContext) -> Arc<TcpTracking> {
         ctx.service(|ctx| {
             let status = status(ctx);
             let Some(config) = ctx.globals::<Config>() else {
@@ -113,35 +104,35 @@ impl TcpState {
                         reason: "no exporter configuration (embedded collector)".into(),
                     },
                 );
-                return Ok(TcpState::off());
+                return Ok(TcpTracking::off());
             };
             if let Err(state) = preflight(
-                config,
+                config.enable_ebpf,
                 ctx.paths(),
                 config.enable_tcp_tracking,
                 "enable_tcp_tracking",
             ) {
                 status.set(PART, state);
-                return Ok(TcpState::off());
+                return Ok(TcpTracking::off());
             }
             match imp::Loaded::start() {
                 Ok((loaded, detail)) => {
                     status.set(PART, PartState::Active { detail });
-                    Ok(TcpState {
+                    Ok(TcpTracking {
                         loaded: Mutex::new(Some(loaded)),
                     })
                 }
                 Err(reason) => {
                     status.set(PART, PartState::Failed { reason });
-                    Ok(TcpState::off())
+                    Ok(TcpTracking::off())
                 }
             }
         })
-        .expect("TcpState init never fails")
+        .expect("TcpTracking init never fails")
     }
 
-    fn off() -> TcpState {
-        TcpState {
+    fn off() -> TcpTracking {
+        TcpTracking {
             loaded: Mutex::new(None),
         }
     }
@@ -187,7 +178,8 @@ mod imp {
     use libbpf_rs::{MapCore, MapFlags, OpenObject};
 
     use super::{Counts, Owner, EVENT_STATES, NSTATES};
-    use crate::collectors::tcp::{netlink_sockets, DiagSocket};
+    use crate::sock_diag::state::mask;
+    use crate::sock_diag::{self, DiagSocket};
 
     mod skel {
         include!(concat!(env!("OUT_DIR"), "/tcp_state.skel.rs"));
@@ -206,10 +198,6 @@ mod imp {
         b.get(i * 8..i * 8 + 8)
             .map(|s| u64::from_ne_bytes(s.try_into().expect("8 bytes")))
             .unwrap_or(0)
-    }
-
-    fn bits(states: &[u8]) -> u32 {
-        states.iter().fold(0, |m, s| m | 1 << s)
     }
 
     impl Loaded {
@@ -239,10 +227,10 @@ mod imp {
                 .map_err(|e| format!("attaching tp_btf/inet_sock_set_state: {e}"))?;
 
             let mut buf = Vec::new();
-            let tracked = bits(&EVENT_STATES);
+            let tracked = mask(&EVENT_STATES);
             let mut at_attach: HashMap<u64, u8> = HashMap::new();
             for _ in 0..2 {
-                let dump = netlink_sockets(tracked, &mut buf)
+                let dump = sock_diag::sockets(tracked, &mut buf)
                     .map_err(|e| format!("seeding from netlink sock_diag: {e}"))?;
                 at_attach.extend(
                     dump.into_iter()
@@ -271,7 +259,7 @@ mod imp {
             }
             let mut seed = [0i64; NSTATES];
             for state in at_attach.into_values() {
-                if EVENT_STATES.contains(&state) {
+                if EVENT_STATES.iter().any(|s| *s as u8 == state) {
                     seed[usize::from(state)] += 1;
                 }
             }
@@ -319,7 +307,7 @@ mod imp {
             let base = NSTATES * NSTATES;
             let mut sockets = [0i64; NSTATES];
             for s in EVENT_STATES {
-                let s = usize::from(s);
+                let s = s as usize;
                 sockets[s] = self.seed[s].wrapping_add(sum[base + s] as i64);
             }
             Ok(Counts {

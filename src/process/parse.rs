@@ -5,6 +5,40 @@
 //! label is produced. Every parser returns `None` rather than panicking on a
 //! file it does not understand; the caller counts that as a read error.
 
+/// The per-process files whose failures are counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    Stat,
+    Cmdline,
+    Exe,
+    Io,
+    Smaps,
+}
+
+impl FileKind {
+    pub const ALL: [FileKind; 5] = [
+        FileKind::Stat,
+        FileKind::Cmdline,
+        FileKind::Exe,
+        FileKind::Io,
+        FileKind::Smaps,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FileKind::Stat => "stat",
+            FileKind::Cmdline => "cmdline",
+            FileKind::Exe => "exe",
+            FileKind::Io => "io",
+            FileKind::Smaps => "smaps",
+        }
+    }
+
+    pub(super) fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// The fields of `/proc/<pid>/stat` the exporter uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stat {

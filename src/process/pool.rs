@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::snapshot::FileKind;
+use super::parse::FileKind;
 
 /// A process as far as the pool knows it: its pid, and its start time once
 /// read (a stuck `stat` leaves it unknown).

@@ -31,9 +31,9 @@ use std::time::{Duration, Instant};
 
 use herakles_core::{for_each_line, read_bytes};
 
-use super::parse::{parse_smaps, Smaps, SmapsSum};
+use super::parse::{parse_smaps, FileKind, Smaps, SmapsSum};
 use super::pool::{self, Stuck, Task};
-use super::snapshot::{gone, FileKind, Key};
+use super::snapshot::{gone, Key};
 
 /// The most read of `smaps_rollup` (one block of about twenty lines) and of
 /// a full `smaps`, which has a block per mapping: 65,530 mappings (the

@@ -29,42 +29,8 @@ use std::sync::Arc;
 
 use herakles_core::read_bytes;
 
-use super::parse::{cmdline_to_string, parse_io, parse_stat, Io};
+use super::parse::{cmdline_to_string, parse_io, parse_stat, FileKind, Io};
 use super::pool::{self, Skip, Stuck, Task};
-
-/// The per-process files whose failures are counted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FileKind {
-    Stat,
-    Cmdline,
-    Exe,
-    Io,
-    Smaps,
-}
-
-impl FileKind {
-    pub const ALL: [FileKind; 5] = [
-        FileKind::Stat,
-        FileKind::Cmdline,
-        FileKind::Exe,
-        FileKind::Io,
-        FileKind::Smaps,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            FileKind::Stat => "stat",
-            FileKind::Cmdline => "cmdline",
-            FileKind::Exe => "exe",
-            FileKind::Io => "io",
-            FileKind::Smaps => "smaps",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
 
 /// Failed reads per [`FileKind`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

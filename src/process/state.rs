@@ -24,10 +24,10 @@ use std::time::{Duration, Instant};
 
 use herakles_core::ScrapeContext;
 
-use super::parse::{Io, Smaps};
+use super::parse::{FileKind, Io, Smaps};
 use super::pool::{self, Stuck};
 use super::smaps::{Limits, Refreshed, SmapsCache};
-use super::snapshot::{scan, FileKind, Host, Key, ReadErrors};
+use super::snapshot::{scan, Host, Key, ReadErrors};
 use crate::classify::{Classifier, OTHER_GROUP};
 use crate::config::{Config, SearchMode, SmapsMode};
 

@@ -20,7 +20,6 @@
 
 use std::fmt;
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -39,6 +38,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::server::TlsStream;
 
 use super::values::{CipherSuite, ClientAuth, Curve, TlsVersion};
+use crate::util::FileStamp;
 
 /// `tls_server_config`, checked: the files named exist and load, the
 /// settings are ones rustls can honour.
@@ -406,16 +406,6 @@ impl ClientCertVerifier for AnyClientCert {
     }
 }
 
-/// The identity of a file's current contents, as `stat` tells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileStamp {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
 /// How recent a modification must be for its stamp not to be trusted: a
 /// file rewritten twice within the file system's timestamp granularity
 /// (a kernel tick) keeps size, inode and times, so until the times are
@@ -437,13 +427,7 @@ fn stamps(files: &[&Path]) -> Option<Vec<FileStamp>> {
                 .ok()
                 .and_then(|t| now.duration_since(t).ok())
                 .is_some_and(|age| age >= RACY);
-            settled.then(|| FileStamp {
-                dev: m.dev(),
-                ino: m.ino(),
-                size: m.size(),
-                mtime: (m.mtime(), m.mtime_nsec()),
-                ctime: (m.ctime(), m.ctime_nsec()),
-            })
+            settled.then(|| FileStamp::of(&m))
         })
         .collect()
 }

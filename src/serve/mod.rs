@@ -1,0 +1,15 @@
+//! Serving: the HTTP listener, the routes, the scrape coordinator and the
+//! state behind `/health`.
+//!
+//! From the bottom up: `health.rs` records how each collector fared;
+//! `scrape.rs` runs the collectors for a scrape and records into it;
+//! `http.rs` maps a request to a route and answers it from the scraper and
+//! the health state; `listener.rs` accepts connections and runs hyper on
+//! them, with its own timeouts and bounds. Nothing here knows which
+//! collectors exist: the exporter assembly (`crate::exporter`) hands them
+//! over built.
+
+pub mod health;
+pub mod http;
+pub mod listener;
+pub mod scrape;
