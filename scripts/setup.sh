@@ -6,12 +6,17 @@
 #                                                   unit-test monitoring/ rules, and a
 #                                                   live server evaluates every rule and
 #                                                   dashboard query in tests
-#   prometheus-node-exporter                        the peer our values are compared with
+#   prometheus-node-exporter                        the peer our values are compared with;
+#                                                   tests/web.rs serves the same web config
+#                                                   file with it (format compatibility)
 #   prometheus-process-exporter                     the peer our per-group process facts
 #                                                   (threads, fds, states, faults, context
 #                                                   switches) are compared with
 #   ss                        (package iproute2)    cross-checks TCP state counts
-#   curl                                            benchmark and smoke scripts
+#   curl                                            benchmark and smoke scripts; an HTTPS
+#                                                   client in tests/web.rs
+#   openssl                                         tests/web.rs: s_client offers TLS 1.1
+#                                                   and 1.2 to prove which the server refuses
 #   clang, libelf-dev, zlib1g-dev, pkg-config       build the eBPF programs (feature
 #                                                   `ebpf`, on by default) and the
 #                                                   libbpf that loads them
@@ -49,6 +54,7 @@ need=()
 [ -x /usr/bin/prometheus-process-exporter ] || need+=(prometheus-process-exporter)
 command -v ss >/dev/null 2>&1 || need+=(iproute2)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v strace >/dev/null 2>&1 || need+=(strace)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v clang >/dev/null 2>&1 || need+=(clang)

@@ -188,6 +188,10 @@ pub fn run(
         .with_health_sections(ctx);
     let scraper = exporter.scraper.clone();
     let code = rt.block_on(async move {
+        // Handlers first: a SIGTERM sent as soon as "listening on" is
+        // logged must stop the exporter cleanly (netprobe's filters come
+        // off), not kill it with the default action.
+        let stop = shutdown_signal();
         let (tx, rx) = tokio::sync::watch::channel(false);
         let mut server = tokio::spawn(exporter.serve(
             async move {
@@ -207,7 +211,7 @@ pub fn run(
                 Ok(Err(e)) => { tracing::error!("{e}"); 1 }
                 Err(e) => { tracing::error!("server task failed: {e}"); 1 }
             },
-            sig = shutdown_signal() => tracing::info!(signal = sig, "shutting down"),
+            sig = stop => tracing::info!(signal = sig, "shutting down"),
         }
         let _ = tx.send(true);
         // In-flight scrapes get to finish; the whole stop stays under 5 s.
@@ -224,17 +228,29 @@ pub fn run(
     code
 }
 
-async fn shutdown_signal() -> &'static str {
+/// Install the SIGTERM and SIGINT handlers now and return a future that
+/// resolves with the first of them to arrive. Registering is synchronous
+/// (not in the future's first poll) so that no signal can arrive between
+/// the listener coming up and the handlers being in place.
+fn shutdown_signal() -> impl std::future::Future<Output = &'static str> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return "SIGINT";
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            },
+            (Ok(mut term), Err(_)) => {
+                term.recv().await;
+                "SIGTERM"
+            }
+            (Err(_), Ok(mut int)) => {
+                int.recv().await;
+                "SIGINT"
+            }
+            (Err(_), Err(_)) => std::future::pending().await,
         }
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = tokio::signal::ctrl_c() => "SIGINT",
     }
 }

@@ -298,6 +298,32 @@ fn sigterm_exits_zero_quickly() {
     assert!(status.success(), "{status}");
 }
 
+/// The handlers are in place by the time the address is logged: a
+/// supervisor (or a test) that sends SIGTERM the moment it sees "listening
+/// on" gets a clean stop (exit 0, "shutting down" logged), never the
+/// default action that would skip clean-up.
+#[test]
+fn sigterm_the_moment_it_listens_is_a_clean_stop() {
+    for _ in 0..10 {
+        let mut exp = Running::start(&[]);
+        let pid = nix::unistd::Pid::from_raw(exp.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let status = exp.child.wait().unwrap();
+        assert!(status.success(), "{status}");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !exp
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("shutting down"))
+        {
+            assert!(Instant::now() < deadline, "{:?}", exp.log.lock().unwrap());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
 #[test]
 fn port_in_use_is_one_clear_line_and_exit_1() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

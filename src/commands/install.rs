@@ -670,3 +670,33 @@ fn confirm(root: &Path) -> Result<bool, String> {
         .map_err(|e| format!("reading the answer: {e}"))?;
     Ok(matches!(line.trim(), "y" | "Y" | "yes"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    /// `herakles-node-exporter --check-config` on a host set up by
+    /// `install` or the package must check the file the service runs with,
+    /// after the spec's own locations, which keep their precedence.
+    #[test]
+    fn the_installed_config_is_a_default_location_after_the_specs() {
+        let found = crate::config::default_locations(Some(Path::new("/home/u")));
+        let spec: Vec<PathBuf> = [
+            "herakles-node-exporter.yaml",
+            "/home/u/.config/herakles/config.yaml",
+            "/etc/herakles/config.yaml",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        assert_eq!(found[..3], spec[..]);
+        for layout in [OPT, PACKAGE] {
+            assert!(
+                found[3..].contains(&PathBuf::from(layout.config)),
+                "{} not searched: {found:?}",
+                layout.config
+            );
+        }
+    }
+}

@@ -23,9 +23,22 @@ pub struct LoadedFile {
     pub config: Config,
 }
 
+/// Where a config file is looked for when none is given, in order: the
+/// spec's three places, then the file `install` and the Debian package
+/// write, so that `--check-config` on a packaged host checks the file the
+/// service runs with instead of the defaults.
+pub fn default_locations(home: Option<&Path>) -> Vec<PathBuf> {
+    let mut candidates = vec![PathBuf::from("herakles-node-exporter.yaml")];
+    if let Some(home) = home {
+        candidates.push(home.join(".config/herakles/config.yaml"));
+    }
+    candidates.push(PathBuf::from("/etc/herakles/config.yaml"));
+    candidates.push(PathBuf::from("/etc/herakles/herakles-node-exporter.yaml"));
+    candidates
+}
+
 /// The file to load: `explicit` if given (it must exist), else the first
-/// that exists of `./herakles-node-exporter.yaml`,
-/// `~/.config/herakles/config.yaml`, `/etc/herakles/config.yaml`.
+/// of [`default_locations`] that exists.
 ///
 /// Whether the file can be read, and is a regular file, is found out when it
 /// is loaded; a default location where something other than a missing file
@@ -35,12 +48,8 @@ pub fn find_config_file(explicit: Option<&Path>) -> Result<Option<PathBuf>, Conf
     if let Some(p) = explicit {
         return Ok(Some(p.to_path_buf()));
     }
-    let mut candidates = vec![PathBuf::from("herakles-node-exporter.yaml")];
-    if let Some(home) = std::env::var_os("HOME") {
-        candidates.push(Path::new(&home).join(".config/herakles/config.yaml"));
-    }
-    candidates.push(PathBuf::from("/etc/herakles/config.yaml"));
-    Ok(candidates.into_iter().find(|p| {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    Ok(default_locations(home.as_deref()).into_iter().find(|p| {
         // symlink_metadata: a dangling or looping link is there, not absent.
         std::fs::symlink_metadata(p).is_ok()
     }))

@@ -13,7 +13,7 @@
 mod collectors;
 mod format;
 mod load;
-mod locate;
+pub(crate) mod locate;
 mod overrides;
 mod resolve;
 mod template;
@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 pub use collectors::{unknown_collector, CollectorSection, Collectors};
 pub use format::{ConfigError, Format};
-pub use load::{find_config_file, load_file, parse_str, LoadedFile};
+pub use load::{default_locations, find_config_file, load_file, parse_str, LoadedFile};
 pub use overrides::{env_overrides, merge, Override, Source};
 pub use resolve::{resolve, FileChoice, Resolved};
 pub use template::commented_template;
