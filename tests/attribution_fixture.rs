@@ -384,7 +384,8 @@ fn cgroup_accounting_equals_the_files() {
     let kube_unit = format!("cri-containerd-{KUBE}.scope");
     let docker_unit = format!("docker-{DOCKER}.scope");
     // (family prefix, labels, n): the n the files were written with.
-    let cgroups: [(&str, Vec<(&str, &str)>, f64); 8] = [
+    type Cgroup<'a> = (&'a str, Vec<(&'a str, &'a str)>, f64);
+    let cgroups: [Cgroup; 8] = [
         ("container", vec![("container_id", DOCKER)], 1.0),
         ("unit", vec![("unit", &docker_unit)], 1.0),
         ("container", vec![("container_id", KUBE)], 2.0),

@@ -370,7 +370,11 @@ fn groups_agree_with_process_exporter() {
         };
         assert_eq!(gauges(&o2), gauges(&t2), "{g}");
         // process-exporter truncates to whole seconds; we keep the ticks.
-        assert_eq!(o2.oldest_start.floor(), t2.oldest_start, "{g}: oldest start");
+        assert_eq!(
+            o2.oldest_start.floor(),
+            t2.oldest_start,
+            "{g}: oldest start"
+        );
         // States: the same, but for the threads process-exporter counts.
         let mut want = t2.states;
         if g == "pe-threads" {

@@ -27,16 +27,21 @@
 //! tenth of them. The reads happen inside the scan, on its threads and
 //! under its read deadline, so a read that blocks costs its process only.
 //!
-//! The raw `cgroup` file is returned by the scan and attributed here: on a
-//! host with thousands of processes there are a few hundred distinct
-//! files (every process of a container has the same one), so identical
-//! files are parsed once and share one [`Attribution`].
+//! The `cgroup` file is attributed here, on the table's thread: on a host
+//! with thousands of processes there are a few hundred distinct files
+//! (every process of a container has the same one), so identical files are
+//! parsed once and share one [`Attribution`]. The scan does not even copy
+//! a file it has seen: it hashes it, and returns the bytes only the first
+//! time a hash turns up (in this scan, or known from earlier ones), the
+//! hash alone after that. A 64-bit hash over a few hundred distinct files
+//! collides with a probability around 10⁻¹⁴; it would attribute one
+//! process to another's cgroup.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::attribution::fds::{self, Limit};
 use crate::attribution::identity::Identity;
@@ -78,12 +83,29 @@ impl Attribution {
     }
 }
 
+/// A `cgroup` file as the scan returns it: see the module documentation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CgroupFile {
+    /// A file whose hash is known, from earlier scans or another process
+    /// of this one.
+    Known(u64),
+    /// The first of its kind: its hash and bytes.
+    New(u64, Box<[u8]>),
+}
+
+/// The hash identifying a `cgroup` file.
+pub fn file_hash(bytes: &[u8]) -> u64 {
+    let mut h = DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
 /// What the scan read for a process that was due.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Read {
-    /// The raw `cgroup` file; `None` when attribution is off or it could
-    /// not be read.
-    pub cgroup: Option<Box<[u8]>>,
+    /// The `cgroup` file; `None` when attribution is off or it could not
+    /// be read.
+    pub cgroup: Option<CgroupFile>,
     /// The effective uid, from `status`.
     pub uid: Option<u32>,
     /// The soft limit on open files, from `limits`; `None` when file
@@ -108,6 +130,9 @@ pub struct Due {
     pub uid: bool,
     /// Read `limits` (file descriptors are counted).
     pub limits: bool,
+    /// Hashes of the `cgroup` files the table knows, and those this scan
+    /// has returned the bytes of.
+    pub files: Mutex<HashSet<u64>>,
 }
 
 impl Due {
@@ -155,7 +180,15 @@ pub fn read(
             return None;
         }
         match herakles_core::read_bytes(&dir.join("cgroup"), proc_cgroup::MAX_BYTES, buf) {
-            Ok(()) => out.cgroup = Some(buf.as_slice().into()),
+            Ok(()) => {
+                let h = file_hash(buf);
+                let mut files = due.files.lock().unwrap_or_else(|e| e.into_inner());
+                out.cgroup = Some(if files.insert(h) {
+                    CgroupFile::New(h, buf.as_slice().into())
+                } else {
+                    CgroupFile::Known(h)
+                });
+            }
             Err(e) if vanished(&e, dir) => return None,
             Err(e) if absent(&e) => {}
             Err(_) => fail(FileKind::Cgroup),
@@ -221,23 +254,21 @@ impl Placed {
 
 /// Attributions of the distinct cgroup files seen, and user names.
 pub struct Interner {
-    by_file: HashMap<Box<[u8]>, Arc<Attribution>>,
+    by_hash: HashMap<u64, Arc<Attribution>>,
     users: Users,
 }
 
 impl Interner {
     pub fn new(rootfs: &Path) -> Interner {
         Interner {
-            by_file: HashMap::new(),
+            by_hash: HashMap::new(),
             users: Users::new(rootfs),
         }
     }
 
     /// Once per scrape: reread the passwd file if it changed (a `stat`
-    /// otherwise), and forget attributions no process holds any more.
-    /// Returns whether user names may have changed.
-    pub fn refresh(&mut self) -> bool {
-        self.by_file.retain(|_, a| Arc::strong_count(a) > 1);
+    /// otherwise). Returns whether user names may have changed.
+    pub fn refresh_users(&mut self) -> bool {
         match self.users.refresh() {
             Ok(changed) => changed,
             Err(e) => {
@@ -247,14 +278,27 @@ impl Interner {
         }
     }
 
-    /// The shared attribution of a cgroup file.
-    pub fn attribution(&mut self, file: &[u8]) -> Arc<Attribution> {
-        if let Some(a) = self.by_file.get(file) {
-            return a.clone();
+    /// Forget the attributions no process holds any more, and return the
+    /// hashes of those left, for the next scan's [`Due::files`].
+    pub fn collect(&mut self) -> HashSet<u64> {
+        self.by_hash.retain(|_, a| Arc::strong_count(a) > 1);
+        self.by_hash.keys().copied().collect()
+    }
+
+    /// Attribute every new file a scan returned. Done for all of a scan's
+    /// processes before [`Interner::apply`], since a process may name by
+    /// hash a file another process (later in pid order) returned.
+    pub fn learn(&mut self, file: &CgroupFile) {
+        if let CgroupFile::New(h, bytes) = file {
+            self.by_hash
+                .entry(*h)
+                .or_insert_with(|| Arc::new(Attribution::of(ProcCgroup::parse(bytes))));
         }
-        let a = Arc::new(Attribution::of(ProcCgroup::parse(file)));
-        self.by_file.insert(file.into(), a.clone());
-        a
+    }
+
+    fn attribution(&self, file: &CgroupFile) -> Option<Arc<Attribution>> {
+        let (CgroupFile::Known(h) | CgroupFile::New(h, _)) = file;
+        self.by_hash.get(h).cloned()
     }
 
     pub fn user(&self, uid: u32) -> Arc<str> {
@@ -263,18 +307,19 @@ impl Interner {
 
     /// Distinct cgroup files held.
     pub fn len(&self) -> usize {
-        self.by_file.len()
+        self.by_hash.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_file.is_empty()
+        self.by_hash.is_empty()
     }
 
-    /// Update `placed` with what a scan read: what was read replaces what
-    /// was known, what could not be read keeps it.
+    /// Update `placed` with what a scan read (after [`Interner::learn`]):
+    /// what was read replaces what was known, what could not be read
+    /// keeps it.
     pub fn apply(&mut self, placed: &mut Placed, read: &Read) {
-        if let Some(file) = &read.cgroup {
-            placed.attribution = Some(self.attribution(file));
+        if let Some(a) = read.cgroup.as_ref().and_then(|f| self.attribution(f)) {
+            placed.attribution = Some(a);
         }
         if let Some(uid) = read.uid {
             placed.uid = Some(uid);
@@ -293,14 +338,14 @@ pub fn read_one(procfs: &Path, rootfs: &Path, pid: u32) -> Option<Placed> {
     let dir = procfs.join(pid.to_string());
     let mut buf = Vec::new();
     let mut interner = Interner::new(rootfs);
-    interner.refresh();
+    interner.refresh_users();
     let due = Due {
         cgroup: true,
         uid: true,
         ..Due::default()
     };
     let read = read(&dir, &due, None, &mut buf, &|_| true, &mut |_| {})?;
-    read.cgroup.as_ref()?;
+    interner.learn(read.cgroup.as_ref()?);
     let mut placed = Placed::default();
     interner.apply(&mut placed, &read);
     Some(placed)
@@ -345,19 +390,51 @@ mod tests {
     }
 
     #[test]
-    fn identical_files_share_one_attribution() {
-        let root = tempfile::tempdir().unwrap();
-        let mut i = Interner::new(root.path());
+    fn identical_files_share_one_attribution_and_are_copied_once() {
+        let dir = tempfile::tempdir().unwrap();
         let file = format!("0::/system.slice/docker-{ID}.scope\n");
-        let a = i.attribution(file.as_bytes());
-        let b = i.attribution(file.as_bytes());
+        for pid in ["1", "2"] {
+            std::fs::create_dir(dir.path().join(pid)).unwrap();
+            std::fs::write(dir.path().join(pid).join("cgroup"), &file).unwrap();
+        }
+        let due = Due {
+            cgroup: true,
+            ..Due::default()
+        };
+        let read = |pid: &str| {
+            let r = read(
+                &dir.path().join(pid),
+                &due,
+                None,
+                &mut Vec::new(),
+                &|_| true,
+                &mut |_| {},
+            );
+            r.unwrap().cgroup.unwrap()
+        };
+        let (first, second) = (read("1"), read("2"));
+        let h = file_hash(file.as_bytes());
+        assert_eq!(first, CgroupFile::New(h, file.as_bytes().into()));
+        assert_eq!(second, CgroupFile::Known(h), "the bytes are returned once");
+
+        let mut i = Interner::new(dir.path());
+        // The process naming the file by hash may come first.
+        i.learn(&second);
+        i.learn(&first);
+        let (mut a, mut b) = (Placed::default(), Placed::default());
+        let with = |f: &CgroupFile| Read {
+            cgroup: Some(f.clone()),
+            ..Read::default()
+        };
+        i.apply(&mut a, &with(&second));
+        i.apply(&mut b, &with(&first));
+        let (a, b) = (a.attribution.unwrap(), b.attribution.unwrap());
         assert!(Arc::ptr_eq(&a, &b));
         assert_eq!(a.container_ref.as_deref(), Some(&*format!("docker://{ID}")));
         assert_eq!(a.unit(), Some(&*format!("docker-{ID}.scope")));
-        assert_eq!(i.len(), 1);
+        assert_eq!(i.collect(), HashSet::from([h]), "held: kept");
         drop((a, b));
-        i.refresh();
-        assert!(i.is_empty(), "no process holds it any more");
+        assert!(i.collect().is_empty(), "no process holds it any more");
     }
 
     #[test]
@@ -391,6 +468,7 @@ mod tests {
         assert_eq!(r.fd_limit, Some(Limit::Value(1024)));
         let mut i = Interner::new(p);
         let mut placed = Placed::default();
+        i.learn(r.cgroup.as_ref().unwrap());
         i.apply(&mut placed, &r);
         assert_eq!(
             placed.attribution.as_ref().unwrap().unit(),
@@ -438,15 +516,13 @@ mod tests {
         let mut i = Interner::new(root.path());
         let mut a = Placed::default();
         assert!(a.rule_view().is_empty());
+        let new = |text: &str| CgroupFile::New(file_hash(text.as_bytes()), text.as_bytes().into());
         let read = Read {
-            cgroup: Some(
-                format!("0::/system.slice/docker-{ID}.scope\n")
-                    .into_bytes()
-                    .into(),
-            ),
+            cgroup: Some(new(&format!("0::/system.slice/docker-{ID}.scope\n"))),
             uid: Some(0),
             fd_limit: None,
         };
+        i.learn(read.cgroup.as_ref().unwrap());
         i.apply(&mut a, &read);
         let v = a.rule_view();
         assert_eq!(v.cgroup, Some(&*format!("/system.slice/docker-{ID}.scope")));
@@ -454,9 +530,10 @@ mod tests {
         let mut b = a.clone();
         assert!(a.same_place(&b));
         let moved = Read {
-            cgroup: Some(b"0::/system.slice/cron.service\n".to_vec().into()),
+            cgroup: Some(new("0::/system.slice/cron.service\n")),
             ..Read::default()
         };
+        i.learn(moved.cgroup.as_ref().unwrap());
         i.apply(&mut b, &moved);
         assert!(!a.same_place(&b));
     }

@@ -252,7 +252,14 @@ impl ProcessTable {
         let now = Instant::now();
         let wall = st.last.map(|t| now.duration_since(t).as_secs_f64());
         st.last = Some(now);
-        let users_changed = st.interner.refresh();
+        let users_changed = st.interner.refresh_users();
+        for file in snap
+            .processes
+            .iter()
+            .filter_map(|p| p.placement.as_ref()?.cgroup.as_ref())
+        {
+            st.interner.learn(file);
+        }
 
         let mut procs = Vec::with_capacity(snap.processes.len());
         let mut keys = Vec::with_capacity(snap.processes.len());
@@ -370,15 +377,16 @@ impl ProcessTable {
             retire(s, &mut st.exited, o.group, o.subgroup, &o.totals);
         }
         st.scrapes += 1;
+        st.seen = next_seen;
         st.due = Arc::new(Due {
-            known: next_seen.iter().map(|(k, o)| (*k, o.stamp)).collect(),
+            known: st.seen.iter().map(|(k, o)| (*k, o.stamp)).collect(),
             scrape: st.scrapes,
             period: s.recheck_scrapes,
             cgroup: s.attribution,
             uid: s.attribution,
             limits: s.open_fds,
+            files: Mutex::new(st.interner.collect()),
         });
-        st.seen = next_seen;
 
         let mut refreshed = Refreshed::default();
         if s.smaps_mode != SmapsMode::Off {
