@@ -20,8 +20,11 @@
 //! Every collector that reads only the trees it is pointed at runs:
 //! cpu, disk, filesystem (its mount table: statfs goes to a root that does
 //! not exist, so every mount reports `device_error 1`), host, hwmon, kernel,
-//! loadavg, memory, netdev, process, process_groups, process_top, tcp (the
-//! `/proc/net/tcp` tables: netlink cannot see a fixture tree) and thermal.
+//! loadavg, memory, netdev, process, process_groups, process_top,
+//! process_attribution (the processes have no `cgroup` or `status` files,
+//! so only kernel threads, as root, are placed), cgroup (no cgroup tree:
+//! nothing), tcp (the `/proc/net/tcp` tables: netlink cannot see a fixture
+//! tree) and thermal.
 //! textfile runs with no directory set, so only its scrape series show
 //! (its own tests cover the files it reads, whose mtimes are run-dependent).
 //! eBPF is off, so `ebpf_io` runs and has nothing to say; `bpf_inventory`
