@@ -10,62 +10,27 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-use common::{parse, value, Running};
+use common::{parse, value, Peer, Running};
 use prometheus_parse::Scrape;
 
 const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
 
-struct Peer {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_peer() -> Peer {
-    assert!(
-        std::path::Path::new(NODE_EXPORTER).exists(),
-        "{NODE_EXPORTER} missing: run scripts/setup.sh"
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let peer = Peer {
-        addr,
-        child: Command::new(NODE_EXPORTER)
-            .args([
-                &format!("--web.listen-address={addr}"),
-                "--collector.disable-defaults",
-                "--collector.netdev",
-                "--collector.filesystem",
-                "--collector.meminfo",
-                "--collector.diskstats",
-                "--collector.loadavg",
-                "--collector.stat",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    };
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(addr).is_ok() {
-            return peer;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("node_exporter did not start on {addr}");
+    Peer::start(NODE_EXPORTER, |addr| {
+        [
+            &format!("--web.listen-address={addr}"),
+            "--collector.disable-defaults",
+            "--collector.netdev",
+            "--collector.filesystem",
+            "--collector.meminfo",
+            "--collector.diskstats",
+            "--collector.loadavg",
+            "--collector.stat",
+        ]
+        .map(String::from)
+        .to_vec()
+    })
 }
 
 fn scrape(addr: SocketAddr) -> Scrape {

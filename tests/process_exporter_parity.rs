@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
-use common::{parse, value, Running};
+use common::{parse, value, Peer, Running};
 use prometheus_parse::Scrape;
 
 const PROCESS_EXPORTER: &str = "/usr/bin/prometheus-process-exporter";
@@ -155,48 +155,16 @@ fn wait_still(pid: u32) {
     panic!("process {pid} never held still");
 }
 
-struct Peer {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_peer(config: &std::path::Path) -> Peer {
-    assert!(
-        std::path::Path::new(PROCESS_EXPORTER).exists(),
-        "{PROCESS_EXPORTER} missing: run scripts/setup.sh"
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let peer = Peer {
-        addr,
-        child: Command::new(PROCESS_EXPORTER)
-            .arg("-config.path")
-            .arg(config)
-            .arg("-web.listen-address")
-            .arg(addr.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    };
-    for _ in 0..500 {
-        if std::net::TcpStream::connect(addr).is_ok() {
-            return peer;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("process-exporter did not start on {addr}");
+    let config = config.to_str().unwrap().to_string();
+    Peer::start(PROCESS_EXPORTER, |addr| {
+        vec![
+            "-config.path".into(),
+            config,
+            "-web.listen-address".into(),
+            addr.to_string(),
+        ]
+    })
 }
 
 fn scrape(addr: SocketAddr) -> Scrape {

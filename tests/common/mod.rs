@@ -190,6 +190,53 @@ impl Drop for Running {
     }
 }
 
+/// Another exporter (Debian's node_exporter, process-exporter) on a free
+/// loopback port, to compare with; killed when dropped.
+pub struct Peer {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Peer {
+    /// Start `program` with the arguments `args` makes for the address it
+    /// is to listen on, and wait until it accepts connections.
+    pub fn start(program: &str, args: impl FnOnce(SocketAddr) -> Vec<String>) -> Peer {
+        assert!(
+            std::path::Path::new(program).exists(),
+            "{program} missing: run scripts/setup.sh"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let peer = Peer {
+            addr,
+            child: Command::new(program)
+                .args(args(addr))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        };
+        for _ in 0..200 {
+            if TcpStream::connect(addr).is_ok() {
+                return peer;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{program} did not start on {addr}");
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// promtool lints we accept, each for a stated reason.
 ///
 /// `herakles_system_entropy_bits` is a name the spec fixes; promtool's
