@@ -458,6 +458,12 @@ pub fn main_with(args: Vec<String>) -> i32 {
     for warning in classifier.warnings() {
         tracing::warn!("classification rules: {warning}");
     }
+    if classifier.uses_placement() && !config.attribution {
+        tracing::warn!(
+            "classification rules match on unit, container, cgroup or user, but attribution \
+             is off: those rules match no process"
+        );
+    }
 
     let test_data = match cli.test_data_file.as_deref().map(crate::testdata::load) {
         Some(Err(e)) => {
