@@ -9,6 +9,8 @@
 #   prometheus-node-exporter                        the peer our values are compared with
 #   ss                        (package iproute2)    cross-checks TCP state counts
 #   curl                                            benchmark and smoke scripts
+#   openssl                                         tests/spec_configs.rs makes the
+#                                                   certificate the spec's TLS blocks name
 #   clang, libelf-dev, zlib1g-dev, pkg-config       build the eBPF programs (feature
 #                                                   `ebpf`, on by default) and the
 #                                                   libbpf that loads them
@@ -45,6 +47,7 @@ need=()
 [ -x /usr/bin/prometheus-node-exporter ] || need+=(prometheus-node-exporter)
 command -v ss >/dev/null 2>&1 || need+=(iproute2)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v strace >/dev/null 2>&1 || need+=(strace)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v clang >/dev/null 2>&1 || need+=(clang)

@@ -152,7 +152,12 @@ impl Running {
             };
             log.lock().unwrap().push(line.clone());
             if let Some(rest) = line.split("listening on http://").nth(1) {
-                let a = rest.split_whitespace().next().unwrap();
+                // Up to the end of the address, whatever the log format
+                // puts after it (a space, logfmt's closing quote, JSON's).
+                let a: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || ".:[]".contains(*c))
+                    .collect();
                 break a.parse().unwrap();
             }
         };
