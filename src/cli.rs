@@ -885,7 +885,10 @@ mod tests {
              another endpoint"
         );
         let e = resolve(&["--log.level", "verbose"], &[]).unwrap_err();
-        assert!(e.message.starts_with("flag --log-level: key \"log_level\""), "{e}");
+        assert!(
+            e.message.starts_with("flag --log-level: key \"log_level\""),
+            "{e}"
+        );
         let e = resolve(&["--collector.meminfo"], &[]).unwrap_err();
         assert!(e.message.contains("is \"memory\" here"), "{e}");
     }

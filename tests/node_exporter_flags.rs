@@ -147,7 +147,11 @@ fn debian_unit_and_defaults_file_start_the_exporter() {
     assert_eq!(collectors_run(&text), want, "only the collectors named");
     let scrape = parse(&text);
     for c in &want {
-        let ok = value(&scrape, "herakles_scrape_collector_success", &[("collector", c)]);
+        let ok = value(
+            &scrape,
+            "herakles_scrape_collector_success",
+            &[("collector", c)],
+        );
         assert_eq!(ok, Some(1.0), "collector {c}");
     }
     for sample in scrape.samples {
@@ -219,13 +223,22 @@ fn debian_unit_and_defaults_file_start_the_exporter() {
 #[test]
 fn unknown_node_exporter_collectors_are_an_error_that_names_ours() {
     for (flag, hint) in [
-        ("--collector.meminfo", "(node_exporter's \"meminfo\" is \"memory\" here)"),
-        ("--no-collector.diskstats", "(node_exporter's \"diskstats\" is \"disk\" here)"),
+        (
+            "--collector.meminfo",
+            "(node_exporter's \"meminfo\" is \"memory\" here)",
+        ),
+        (
+            "--no-collector.diskstats",
+            "(node_exporter's \"diskstats\" is \"disk\" here)",
+        ),
         (
             "--collector.pressure",
             "is \"cpu\", \"memory\" and \"disk\" here",
         ),
-        ("--collector.arp", "unknown collector \"arp\"; valid collectors: "),
+        (
+            "--collector.arp",
+            "unknown collector \"arp\"; valid collectors: ",
+        ),
     ] {
         let out = Command::new(BIN)
             .args(["--no-config", "--check-config", flag])
@@ -246,7 +259,14 @@ fn every_endpoint_answers_get_and_head_at_the_telemetry_path_too() {
         "--collector.disable-defaults",
         "--collector.loadavg",
     ]);
-    for path in ["/", "/node/metrics", "/health", "/config", "/subgroups", "/doc"] {
+    for path in [
+        "/",
+        "/node/metrics",
+        "/health",
+        "/config",
+        "/subgroups",
+        "/doc",
+    ] {
         let get = exp.get(path);
         assert_eq!(get.status, 200, "GET {path}");
         let head = common::request(exp.addr, "HEAD", path, &[]);
@@ -268,7 +288,10 @@ fn every_endpoint_answers_get_and_head_at_the_telemetry_path_too() {
         assert_eq!(resp.status, 404, "{method} /metrics");
     }
     assert!(exp.get("/").text().contains("href=\"/node/metrics\""));
-    assert!(exp.get("/doc").text().contains("  /node/metrics Prometheus metrics"));
+    assert!(exp
+        .get("/doc")
+        .text()
+        .contains("  /node/metrics Prometheus metrics"));
 }
 
 /// The exporter's own families, which `--web.disable-exporter-metrics` and
@@ -297,7 +320,11 @@ fn exporter_metrics_are_served_unless_disabled() {
             .map(|s| s.metric)
             .collect()
     };
-    let base = ["--collector.disable-defaults", "--collector.loadavg", "--cache-ttl=1"];
+    let base = [
+        "--collector.disable-defaults",
+        "--collector.loadavg",
+        "--cache-ttl=1",
+    ];
     let on = families(&Running::start(&base));
     for f in OWN.iter().chain(KEPT) {
         assert!(on.contains(*f), "{f} missing by default");

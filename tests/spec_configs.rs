@@ -138,7 +138,9 @@ fn every_spec_subgroups_block_loads() {
         let table = String::from_utf8_lossy(&out.stdout);
         for sub in ["api", "worker", "frontend"] {
             assert!(
-                table.lines().any(|l| l.split_whitespace().take(2).eq(["myapp", sub])),
+                table
+                    .lines()
+                    .any(|l| l.split_whitespace().take(2).eq(["myapp", sub])),
                 "{name}: myapp/{sub} missing:\n{table}"
             );
         }
