@@ -6,10 +6,15 @@
 #                                                   unit-test monitoring/ rules, and a
 #                                                   live server evaluates every rule and
 #                                                   dashboard query in tests
-#   prometheus-node-exporter                        the peer our values are compared with
+#   prometheus-node-exporter                        the peer our values are compared with;
+#                                                   tests/web.rs serves the same web config
+#                                                   file with it (format compatibility)
 #   ss                        (package iproute2)    cross-checks TCP state counts
-#   curl                                            benchmark and smoke scripts
-#   openssl                                         tests/spec_configs.rs makes the
+#   curl                                            benchmark and smoke scripts; an HTTPS
+#                                                   client in tests/web.rs
+#   openssl                                         tests/web.rs: s_client offers TLS 1.1
+#                                                   and 1.2 to prove which the server refuses;
+#                                                   tests/spec_configs.rs makes the
 #                                                   certificate the spec's TLS blocks name
 #   clang, libelf-dev, zlib1g-dev, pkg-config       build the eBPF programs (feature
 #                                                   `ebpf`, on by default) and the

@@ -19,6 +19,7 @@
 //! 5. the collectors (`collectors`, with the helpers they share), and
 //!    `testdata`, which stands in for them;
 //! 6. serving (`serve`): health state, scrape coordinator, routes, listener;
+//!    and web security (`web`): TLS, client certificates, basic auth;
 //! 7. the assembly (`exporter`): build and run an exporter from a config;
 //! 8. the subcommands (`commands`) and the command line (`cli`).
 
@@ -39,6 +40,7 @@ pub mod collectors;
 pub mod testdata;
 
 pub mod serve;
+pub mod web;
 
 pub mod exporter;
 

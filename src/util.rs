@@ -139,3 +139,31 @@ pub fn read_regular_file(path: &std::path::Path) -> std::io::Result<String> {
     (&file).read_to_string(&mut text)?;
     Ok(text)
 }
+
+/// What identifies one version of a file: device, inode, size,
+/// modification and change times. Two reads with equal stamps saw the
+/// same contents, unless the file was rewritten within one timestamp tick
+/// without changing size (see `web::tls` for a caller that guards against
+/// that); an in-place edit and the rename of a new file over the old one
+/// both change it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileStamp {
+    pub fn of(meta: &std::fs::Metadata) -> FileStamp {
+        use std::os::unix::fs::MetadataExt;
+        FileStamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}

@@ -14,35 +14,14 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use crate::util::FileStamp as Stamp;
 
 /// The most of the file that is read. 16 MiB is some 200,000 users; a
 /// longer file is not read (an error), and the names read before stay.
 pub const MAX_BYTES: usize = 16 << 20;
-
-/// What identifies one version of the file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl Stamp {
-    fn of(meta: &std::fs::Metadata) -> Stamp {
-        Stamp {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
-        }
-    }
-}
 
 /// A cache of uid → name from one passwd file.
 #[derive(Debug)]
@@ -147,6 +126,7 @@ pub fn parse_passwd(buf: &[u8]) -> HashMap<u32, Arc<str>> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::os::unix::fs::MetadataExt;
     use std::time::{Duration, SystemTime};
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n\

@@ -226,21 +226,15 @@ fn prom_files(dir: &Path) -> std::result::Result<Vec<PathBuf>, String> {
 /// The whole text of `path` and its mtime, read so that a file being
 /// rewritten is noticed: the size and mtime must be the same before and
 /// after the read and match what was read. One retry, then it is an error.
+///
+/// The change time is deliberately not compared: it also moves when the
+/// file loses a link, which is exactly what happens to a file we are
+/// reading when a writer renames the next version over it. Its content is
+/// still whole (an open file's data stays), and a write moves the mtime
+/// anyway, so ctime would only turn safe replacements into errors.
 fn read_whole(path: &Path, max: u64) -> std::result::Result<(String, f64), String> {
     let unchanged = |a: &Metadata, b: &Metadata| {
-        (
-            a.len(),
-            a.mtime(),
-            a.mtime_nsec(),
-            a.ctime(),
-            a.ctime_nsec(),
-        ) == (
-            b.len(),
-            b.mtime(),
-            b.mtime_nsec(),
-            b.ctime(),
-            b.ctime_nsec(),
-        )
+        (a.len(), a.mtime(), a.mtime_nsec()) == (b.len(), b.mtime(), b.mtime_nsec())
     };
     for _ in 0..2 {
         let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;

@@ -13,7 +13,7 @@
 mod collectors;
 mod format;
 mod load;
-mod locate;
+pub(crate) mod locate;
 mod overrides;
 mod resolve;
 mod template;
