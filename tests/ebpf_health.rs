@@ -30,6 +30,19 @@ fn health(exp: &Running) -> Value {
     serde_json::from_slice(&exp.get("/health").body).unwrap()
 }
 
+/// The exporter with the `ebpf_io` collector, `extra` and nothing else;
+/// `None` (having said why) where eBPF cannot load.
+fn start_with_ebpf_io(extra: &str) -> Option<Running> {
+    if !can_load_ebpf() {
+        return None;
+    }
+    Some(Running::start(&[
+        "--collector.disable-defaults",
+        "--collector.ebpf_io",
+        extra,
+    ]))
+}
+
 /// herakles_ebpf_events_processed_total and _dropped_total now.
 fn counters(exp: &Running) -> (f64, f64) {
     let s = parse(&exp.get("/metrics").text());
@@ -115,14 +128,9 @@ impl Drop for Traffic {
 
 #[test]
 fn events_per_second_and_lost_events_agree_with_the_counters() {
-    if !can_load_ebpf() {
+    let Some(exp) = start_with_ebpf_io("--disable-tcp-tracking") else {
         return;
-    }
-    let exp = Running::start(&[
-        "--collector.disable-defaults",
-        "--collector.ebpf_io",
-        "--disable-tcp-tracking",
-    ]);
+    };
     let traffic = Traffic::start();
     let (p0, d0) = counters(&exp);
     let w0 = unix();
@@ -273,14 +281,9 @@ fn hash_maps_held_by(pid: u32) -> BTreeSet<u64> {
 
 #[test]
 fn map_usage_agrees_with_bpftool() {
-    if !can_load_ebpf() {
+    let Some(exp) = start_with_ebpf_io("--collector.tcp") else {
         return;
-    }
-    let exp = Running::start(&[
-        "--collector.disable-defaults",
-        "--collector.ebpf_io",
-        "--collector.tcp",
-    ]);
+    };
     let senders = Senders::start(40);
 
     let theirs = hash_maps_held_by(exp.child.id());

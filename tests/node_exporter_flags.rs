@@ -267,19 +267,7 @@ fn every_endpoint_answers_get_and_head_at_the_telemetry_path_too() {
         "/subgroups",
         "/doc",
     ] {
-        let get = exp.get(path);
-        assert_eq!(get.status, 200, "GET {path}");
-        let head = common::request(exp.addr, "HEAD", path, &[]);
-        assert_eq!(head.status, 200, "HEAD {path}");
-        assert!(head.body.is_empty(), "HEAD {path} sent a body");
-        assert_eq!(head.header("content-type"), get.header("content-type"));
-        let length: usize = head.header("content-length").unwrap().parse().unwrap();
-        assert!(length > 0, "HEAD {path}: Content-Length {length}");
-        for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
-            let resp = common::request(exp.addr, method, path, &[]);
-            assert_eq!(resp.status, 405, "{method} {path}");
-            assert_eq!(resp.header("allow"), Some("GET, HEAD"), "{method} {path}");
-        }
+        common::assert_get_and_head_only(exp.addr, path);
     }
     let metrics = exp.get("/node/metrics").text();
     assert!(metrics.contains("herakles_system_cpu_load_1 "), "{metrics}");

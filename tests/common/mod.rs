@@ -195,6 +195,24 @@ impl Drop for Running {
     }
 }
 
+/// Assert that `path` answers GET and HEAD alike (HEAD: same status and
+/// headers, no body) and refuses other methods with 405 and `Allow`.
+pub fn assert_get_and_head_only(addr: SocketAddr, path: &str) {
+    let get = get(addr, path);
+    assert_eq!(get.status, 200, "GET {path}");
+    let head = request(addr, "HEAD", path, &[]);
+    assert_eq!(head.status, 200, "HEAD {path}");
+    assert!(head.body.is_empty(), "HEAD {path} sent a body");
+    assert_eq!(head.header("content-type"), get.header("content-type"));
+    let length: usize = head.header("content-length").unwrap().parse().unwrap();
+    assert!(length > 0, "HEAD {path}: Content-Length {length}");
+    for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
+        let resp = request(addr, method, path, &[]);
+        assert_eq!(resp.status, 405, "{method} {path}");
+        assert_eq!(resp.header("allow"), Some("GET, HEAD"), "{method} {path}");
+    }
+}
+
 /// Whether the exporter's eBPF programs can load here; prints why not.
 pub fn can_load_ebpf() -> bool {
     if !std::path::Path::new("/sys/kernel/btf/vmlinux").is_file() {
