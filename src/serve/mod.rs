@@ -5,7 +5,8 @@
 //! `scrape.rs` runs the collectors for a scrape and records into it;
 //! `http.rs` maps a request to a route and answers it from the scraper and
 //! the health state; `listener.rs` accepts connections and runs hyper on
-//! them, with its own timeouts and bounds. Nothing here knows which
+//! them, with its own timeouts and bounds; `self_metrics.rs` reads the
+//! exporter's own `process_*` figures from `/proc/self`. Nothing here knows which
 //! collectors exist: the exporter assembly (`crate::exporter`) hands them
 //! over built.
 
@@ -13,3 +14,4 @@ pub mod health;
 pub mod http;
 pub mod listener;
 pub mod scrape;
+pub mod self_metrics;

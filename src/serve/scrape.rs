@@ -644,24 +644,11 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// The exporter's own process metrics (`process_*`), the same families every
-/// Prometheus client exposes, from the `prometheus` crate's process
-/// collector.
+/// Prometheus client exposes.
 fn self_metrics() -> String {
-    use prometheus::Encoder;
-    static REGISTRY: OnceLock<prometheus::Registry> = OnceLock::new();
-    let registry = REGISTRY.get_or_init(|| {
-        let r = prometheus::Registry::new();
-        let pc = prometheus::process_collector::ProcessCollector::for_self();
-        if let Err(e) = r.register(Box::new(pc)) {
-            tracing::warn!(error = %e, "process self-metrics unavailable");
-        }
-        r
-    });
-    let mut buf = Vec::new();
-    match prometheus::TextEncoder::new().encode(&registry.gather(), &mut buf) {
-        Ok(()) => String::from_utf8(buf).unwrap_or_default(),
-        Err(_) => String::new(),
-    }
+    let mut out = MetricSink::new();
+    super::self_metrics::render(&mut out);
+    out.to_text()
 }
 
 #[cfg(test)]
