@@ -4,7 +4,10 @@
 //!
 //! This is the one place that puts the layers together. The CLI parses and
 //! dispatches; `check`, `test`, `--check-config` and the integration tests
-//! build exporters here, so they build exactly what the daemon runs.
+//! build exporters here, so they build exactly what the daemon runs. A
+//! reload (SIGHUP, `reload.rs`) builds here too, the same way.
+
+mod reload;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +15,17 @@ use std::time::Duration;
 use herakles_core::{BuildContext, Collector};
 
 use crate::classify::Classifier;
-use crate::config::Config;
+use crate::config::{Config, ConfigError, Resolved};
 use crate::serve::health::Health;
 use crate::serve::http;
+use crate::serve::notify;
 use crate::serve::scrape::Scraper;
 use crate::testdata::{Source, TestDataCollector};
+use crate::util::Swap;
+
+/// Resolves the configuration again, from the same file choice, variables
+/// and flags as at start-up (`crate::config::resolve`); a reload calls it.
+pub type Resolve = Arc<dyn Fn() -> Result<Resolved, ConfigError> + Send + Sync>;
 
 /// Built collectors, with their names, in run order.
 pub type Built = Vec<(&'static str, Box<dyn Collector>)>;
@@ -51,14 +60,18 @@ pub fn build_collectors_in(ctx: &BuildContext, config: &Config) -> Result<Built,
     Ok(built)
 }
 
-/// The async runtime of a daemon (or `test` run) with `collectors`.
-pub fn runtime(config: &Config, collectors: usize) -> std::io::Result<tokio::runtime::Runtime> {
+/// The async runtime of a daemon (or `test` run).
+pub fn runtime(config: &Config) -> std::io::Result<tokio::runtime::Runtime> {
     // Room for `parallelism` active collections plus one stuck thread per
     // collector (a collector never runs twice at once), so hung collectors
-    // can never exhaust the pool.
+    // can never exhaust the pool; counted for every collector there is,
+    // twice, because a reload may enable any of them while the set it
+    // replaces still has a thread stuck in each. Threads start only when
+    // needed, so the room costs nothing.
+    let collectors = herakles_core::registrations().len();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .max_blocking_threads(config.effective_parallelism() + collectors + 2)
+        .max_blocking_threads(config.effective_parallelism() + 2 * collectors + 2)
         .thread_name("herakles")
         .enable_all()
         .build()
@@ -76,7 +89,12 @@ pub struct Exporter {
 impl Exporter {
     pub fn new(config: Config, collectors: Built) -> Exporter {
         let names: Vec<&'static str> = collectors.iter().map(|(n, _)| *n).collect();
-        let health = Arc::new(Health::new(&names));
+        Exporter::with_health(config, collectors, Arc::new(Health::new(&names)))
+    }
+
+    /// An exporter recording into `health`, which a reload carries over
+    /// from the exporter it replaces (uptime, collectors' history).
+    fn with_health(config: Config, collectors: Built, health: Arc<Health>) -> Exporter {
         let scraper = Scraper::new(
             collectors,
             config.paths.to_paths(),
@@ -104,41 +122,49 @@ impl Exporter {
 
     /// Show the sections collectors and services registered in `ctx` (see
     /// [`BuildContext::health_section`]) in `/health`.
+    /// These replace the sections of the exporter it replaces, on a reload.
     pub fn with_health_sections(self, ctx: &BuildContext) -> Exporter {
-        for (key, f) in ctx.health_sections() {
-            self.health.section(key, f);
-        }
+        self.health.set_sections(ctx.health_sections());
         self
     }
 
-    /// Bind and serve until `shutdown` resolves. Returns the bound address
-    /// through `on_bound` before serving (port 0 picks a free port).
-    pub async fn serve(
-        self,
-        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-        on_bound: impl FnOnce(std::net::SocketAddr),
-    ) -> Result<(), String> {
-        let ip: std::net::IpAddr = self
-            .config
-            .bind
-            .parse()
-            .map_err(|_| format!("invalid bind address {:?}", self.config.bind))?;
-        let addr = std::net::SocketAddr::new(ip, self.config.port);
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        let bound = listener.local_addr().map_err(|e| e.to_string())?;
-        on_bound(bound);
-        let app = Arc::new(http::App {
+    /// What the routes serve from.
+    pub fn app(&self) -> http::App {
+        http::App {
             scraper: self.scraper.clone(),
             health: self.health.clone(),
             limiter: Arc::new(tokio::sync::Semaphore::new(self.config.max_requests)),
             config: self.config.clone(),
             subgroups: self.subgroups.clone(),
-        });
-        http::serve(listener, app, shutdown).await;
-        Ok(())
+        }
     }
+}
+
+/// Bind the address `config` names and serve the current `App` of `routes`
+/// until `shutdown` resolves. Returns the bound address through `on_bound`
+/// once the socket listens (port 0 picks a free port).
+///
+/// It holds nothing of the exporter but `routes`, so that a reload that
+/// replaces the `App` there leaves nothing of the old one in use.
+pub async fn serve(
+    config: Arc<Config>,
+    routes: Arc<Swap<http::App>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    on_bound: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), String> {
+    let ip: std::net::IpAddr = config
+        .bind
+        .parse()
+        .map_err(|_| format!("invalid bind address {:?}", config.bind))?;
+    let addr = std::net::SocketAddr::new(ip, config.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let serving = http::serve(listener, routes, shutdown);
+    on_bound(bound);
+    serving.await;
+    Ok(())
 }
 
 /// The collectors to serve: the test data's when there is a file, else the
@@ -154,13 +180,16 @@ pub fn collectors_or_build(
     }
 }
 
-/// Run the daemon: build the collectors (or serve `test_data`), serve until
-/// SIGTERM or SIGINT, then stop within five seconds. Returns the exit code.
+/// Run the daemon: build the collectors (or serve `test_data`), serve
+/// until SIGTERM or SIGINT, then stop within five seconds; on SIGHUP,
+/// reload the configuration with `resolve` (see `reload.rs`). Returns the
+/// exit code.
 pub fn run(
     config: Config,
-    ctx: &BuildContext,
-    classifier: &Classifier,
+    ctx: BuildContext,
+    classifier: Arc<Classifier>,
     test_data: Option<Source>,
+    resolve: Resolve,
 ) -> i32 {
     crate::logging::init(config.log_level, config.log_format);
     crate::serve::listener::raise_fd_limit();
@@ -168,32 +197,50 @@ pub fn run(
         tracing::error!("TLS is not supported by this build; terminate TLS in a proxy");
         return 2;
     }
-    let collectors = match collectors_or_build(test_data, ctx, &config) {
+    let test_data_file = test_data.as_ref().map(|s| s.file.clone());
+    let collectors = match collectors_or_build(test_data, &ctx, &config) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("{e}");
             return 1;
         }
     };
-    let rt = match runtime(&config, collectors.len()) {
+    let rt = match runtime(&config) {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("cannot start the async runtime: {e}");
             return 1;
         }
     };
-    crate::ebpf::register_health(ctx, &config);
-    let exporter = Exporter::new(config, collectors)
-        .with_subgroups_page(classifier)
-        .with_health_sections(ctx);
-    let scraper = exporter.scraper.clone();
+    crate::ebpf::register_health(&ctx, &config);
+    let exporter = Exporter::new(config.clone(), collectors)
+        .with_subgroups_page(&classifier)
+        .with_health_sections(&ctx);
+    drop(classifier);
+    let routes = Arc::new(Swap::new(Arc::new(exporter.app())));
+    let mut reloader = reload::Reloader::new(
+        resolve,
+        test_data_file,
+        routes.clone(),
+        exporter.health.clone(),
+        config,
+        ctx,
+    );
+    let config = exporter.config.clone();
+    drop(exporter);
+    let reloading = &mut reloader;
     let code = rt.block_on(async move {
         // Handlers first: a SIGTERM sent as soon as "listening on" is
         // logged must stop the exporter cleanly (netprobe's filters come
-        // off), not kill it with the default action.
-        let stop = shutdown_signal();
+        // off), not kill it with the default action; likewise SIGHUP, whose
+        // default action is to terminate, must reload.
+        let mut stop = std::pin::pin!(shutdown_signal());
+        let mut hangup = hangup_signal();
         let (tx, rx) = tokio::sync::watch::channel(false);
-        let mut server = tokio::spawn(exporter.serve(
+        let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+        let mut server = tokio::spawn(serve(
+            config,
+            routes,
             async move {
                 let mut rx = rx;
                 let _ = rx.wait_for(|stop| *stop).await;
@@ -203,16 +250,48 @@ pub fn run(
                     version = env!("CARGO_PKG_VERSION"),
                     "listening on http://{addr}"
                 );
+                let _ = bound_tx.send(addr);
             },
         ));
-        tokio::select! {
-            res = &mut server => return match res {
-                Ok(Ok(())) => 0,
-                Ok(Err(e)) => { tracing::error!("{e}"); 1 }
-                Err(e) => { tracing::error!("server task failed: {e}"); 1 }
+        let server_ended = |res: Result<Result<(), String>, tokio::task::JoinError>| match res {
+            Ok(Ok(())) => 0,
+            Ok(Err(e)) => {
+                tracing::error!("{e}");
+                1
+            }
+            Err(e) => {
+                tracing::error!("server task failed: {e}");
+                1
+            }
+        };
+        // Ready once the socket listens: connections from then on are
+        // queued and answered. A SIGHUP before that waits until then.
+        let signal = tokio::select! {
+            res = &mut server => return server_ended(res),
+            sig = &mut stop => Some(sig),
+            bound = bound_rx => {
+                if let Ok(addr) = bound {
+                    notify::ready(&format!("serving on http://{addr}"));
+                }
+                None
+            }
+        };
+        let signal = match signal {
+            Some(sig) => sig,
+            None => loop {
+                tokio::select! {
+                    res = &mut server => return server_ended(res),
+                    sig = &mut stop => break sig,
+                    () = hangup.recv() => {
+                        if let Some(sig) = reloading.reload(stop.as_mut()).await {
+                            break sig;
+                        }
+                    }
+                }
             },
-            sig = stop => tracing::info!(signal = sig, "shutting down"),
-        }
+        };
+        tracing::info!(signal, "shutting down");
+        notify::stopping();
         let _ = tx.send(true);
         // In-flight scrapes get to finish; the whole stop stays under 5 s.
         if tokio::time::timeout(Duration::from_secs(4), server)
@@ -223,9 +302,22 @@ pub fn run(
         }
         0
     });
-    scraper.shutdown();
+    reloader.shutdown();
     rt.shutdown_timeout(Duration::from_millis(500));
     code
+}
+
+/// SIGHUP, installed now (see [`shutdown_signal`]); never fires if it
+/// cannot be installed.
+fn hangup_signal() -> reload::Hangup {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::hangup()) {
+        Ok(s) => reload::Hangup(Some(s)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot handle SIGHUP: no configuration reload");
+            reload::Hangup(None)
+        }
+    }
 }
 
 /// Install the SIGTERM and SIGINT handlers now and return a future that

@@ -23,7 +23,7 @@ use super::health::Health;
 use super::listener::{Limits, Stats};
 use super::scrape::Scraper;
 use crate::config::{Config, Format};
-use crate::util::html_escape;
+use crate::util::{html_escape, Swap};
 
 /// The exposition format version we write.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -44,14 +44,21 @@ pub struct App {
     pub subgroups: Option<SubgroupsPage>,
 }
 
-/// Serve `app` on `listener` until `shutdown` resolves, then finish
-/// in-flight requests. The connection bound is sized from the descriptors
-/// left now, after the collectors opened theirs.
-pub async fn serve(
+/// Serve the current [`App`] of `routes` on `listener` until `shutdown`
+/// resolves, then finish in-flight requests. Each request is answered by
+/// the `App` current when it arrived, so a reload that replaces it never
+/// changes the configuration under a request. The connection bound is
+/// sized from the descriptors left now, after the collectors opened
+/// theirs.
+///
+/// The listener's own metrics are added to the scraper before this
+/// returns the future (not when it is first polled), so a reload that
+/// follows at once hands them on to its new scraper.
+pub fn serve(
     listener: tokio::net::TcpListener,
-    app: Arc<App>,
+    routes: Arc<Swap<App>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) {
+) -> impl Future<Output = ()> {
     let limits = Limits::for_this_process();
     tracing::debug!(
         max_connections = limits.max_connections,
@@ -62,11 +69,13 @@ pub async fn serve(
     let stats = Arc::new(Stats::default());
     {
         let stats = stats.clone();
-        app.scraper
-            .add_meta_source(Box::new(move |out| stats.render(out)));
+        routes
+            .load()
+            .scraper
+            .add_meta_source(Arc::new(move |out| stats.render(out)));
     }
-    let handler = move |req| handle(app.clone(), req);
-    super::listener::serve(listener, handler, limits, stats, shutdown).await;
+    let handler = move |req| handle(routes.load(), req);
+    super::listener::serve(listener, handler, limits, stats, shutdown)
 }
 
 /// The paths we serve.

@@ -6,12 +6,14 @@
 //! `http.rs` maps a request to a route and answers it from the scraper and
 //! the health state; `listener.rs` accepts connections and runs hyper on
 //! them, with its own timeouts and bounds; `self_metrics.rs` reads the
-//! exporter's own `process_*` figures from `/proc/self`. Nothing here knows which
-//! collectors exist: the exporter assembly (`crate::exporter`) hands them
-//! over built.
+//! exporter's own `process_*` figures from `/proc/self`; `notify.rs` tells
+//! systemd when the exporter is ready, reloading or stopping. Nothing here
+//! knows which collectors exist: the exporter assembly (`crate::exporter`)
+//! hands them over built.
 
 pub mod health;
 pub mod http;
 pub mod listener;
+pub mod notify;
 pub mod scrape;
 pub mod self_metrics;

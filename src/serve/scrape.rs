@@ -80,8 +80,9 @@ pub const CACHE_MAX_ENTRIES: usize = 16;
 pub const CACHE_MAX_BYTES: usize = 32 << 20;
 
 /// Renders metrics about the exporter itself (its HTTP listener, say) into
-/// every scrape.
-pub type MetaSource = Box<dyn Fn(&mut MetricSink) + Send + Sync>;
+/// every scrape. Shared, so that a reload's new scraper renders the same
+/// sources ([`Scraper::meta_sources`]).
+pub type MetaSource = Arc<dyn Fn(&mut MetricSink) + Send + Sync>;
 
 /// A collector the coordinator can run.
 struct Slot {
@@ -386,6 +387,14 @@ impl Scraper {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(source);
+    }
+
+    /// Every source added, to hand to a scraper that replaces this one.
+    pub fn meta_sources(&self) -> Vec<MetaSource> {
+        self.meta_sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn state(&self) -> MutexGuard<'_, State> {

@@ -239,7 +239,10 @@ mod tests {
             assert!(m.contains_key(name), "{name} missing: {m:?}");
         }
         assert_eq!(m["process_max_fds"], limit("Max open files"));
-        assert_eq!(m["process_virtual_memory_max_bytes"], limit("Max address space"));
+        assert_eq!(
+            m["process_virtual_memory_max_bytes"],
+            limit("Max address space")
+        );
 
         // Start time: boot time plus field 22, to the tick.
         let f = proc_self_stat();
@@ -258,14 +261,30 @@ mod tests {
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
         let kb = |key: &str| -> f64 {
             let line = status.lines().find(|l| l.starts_with(key)).unwrap();
-            line[key.len()..].trim().trim_end_matches(" kB").parse::<f64>().unwrap() * 1024.0
+            line[key.len()..]
+                .trim()
+                .trim_end_matches(" kB")
+                .parse::<f64>()
+                .unwrap()
+                * 1024.0
         };
         let near = |name: &str, want: f64, slack: f64| {
             let got = m[name];
-            assert!((got - want).abs() <= slack, "{name}: {got}, /proc says {want}");
+            assert!(
+                (got - want).abs() <= slack,
+                "{name}: {got}, /proc says {want}"
+            );
         };
-        near("process_virtual_memory_bytes", kb("VmSize:"), 64.0 * 1024.0 * 1024.0);
-        near("process_resident_memory_bytes", kb("VmRSS:"), 16.0 * 1024.0 * 1024.0);
+        near(
+            "process_virtual_memory_bytes",
+            kb("VmSize:"),
+            64.0 * 1024.0 * 1024.0,
+        );
+        near(
+            "process_resident_memory_bytes",
+            kb("VmRSS:"),
+            16.0 * 1024.0 * 1024.0,
+        );
         let threads = std::fs::read_dir("/proc/self/task").unwrap().count() as f64;
         near("process_threads", threads, 64.0);
         let fds = std::fs::read_dir("/proc/self/fd").unwrap().count() as f64;
