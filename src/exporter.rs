@@ -102,6 +102,7 @@ impl Exporter {
             Duration::from_secs(config.cache_ttl),
             config.effective_parallelism(),
             health.clone(),
+            config.enable_telemetry,
         );
         Exporter {
             scraper,
@@ -121,10 +122,10 @@ impl Exporter {
     }
 
     /// Show the sections collectors and services registered in `ctx` (see
-    /// [`BuildContext::health_section`]) in `/health`.
-    /// These replace the sections of the exporter it replaces, on a reload.
+    /// [`BuildContext::health_check`]) in `/health`. These replace the
+    /// sections of the exporter it replaces, on a reload.
     pub fn with_health_sections(self, ctx: &BuildContext) -> Exporter {
-        self.health.set_sections(ctx.health_sections());
+        self.health.set_sections(ctx.health_checks());
         self
     }
 
