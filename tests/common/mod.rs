@@ -213,6 +213,32 @@ pub fn assert_get_and_head_only(addr: SocketAddr, path: &str) {
     }
 }
 
+/// Run `f` on a thread in a fresh network namespace with `lo` up; programs
+/// it starts inherit the namespace, so TC filters they attach never touch
+/// the host's interfaces.
+pub fn in_netns<F: FnOnce() + Send + 'static>(f: F) {
+    std::thread::spawn(move || {
+        // SAFETY: CLONE_NEWNET alone affects only the calling thread.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "unshare: {}", std::io::Error::last_os_error());
+        sh("ip link set lo up");
+        f();
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+}
+
+/// Run `cmd` with `sh -c`; its standard output. Fails the test if it fails.
+pub fn sh(cmd: &str) -> String {
+    let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// Whether the exporter's eBPF programs can load here; prints why not.
 pub fn can_load_ebpf() -> bool {
     if !std::path::Path::new("/sys/kernel/btf/vmlinux").is_file() {
