@@ -11,11 +11,13 @@
 //! No test here needs the suite lock: loopback ports are chosen by the
 //! kernel (bind :0), no eBPF, nothing host-wide.
 
+mod common;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,86 +26,15 @@ use herakles_node_exporter::web::{TlsAcceptor, WebConfig, WebSecurity};
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ProtocolVersion, RootCertStore, SupportedProtocolVersion};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use common::tls::{curl, htpasswd_hash, path_str, rogue_client, run, Pem, Pki};
+
 const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
-
-/// A certificate and its key, PEM.
-#[derive(Clone)]
-struct Pem {
-    cert: String,
-    key: String,
-}
-
-impl Pem {
-    fn der(&self) -> CertificateDer<'static> {
-        CertificateDer::from_pem_slice(self.cert.as_bytes()).unwrap()
-    }
-}
-
-/// A test CA and the certificates it issues.
-struct Pki {
-    ca: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "herakles test CA");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        Pki {
-            ca: CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap(),
-        }
-    }
-
-    fn ca_pem(&self) -> String {
-        self.ca.pem()
-    }
-
-    fn issue(&self, name: &str, usage: ExtendedKeyUsagePurpose) -> Pem {
-        let mut params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.extended_key_usages = vec![usage];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.ca).unwrap();
-        Pem {
-            cert: cert.pem(),
-            key: key.serialize_pem(),
-        }
-    }
-
-    fn server(&self, name: &str) -> Pem {
-        self.issue(name, ExtendedKeyUsagePurpose::ServerAuth)
-    }
-
-    fn client(&self) -> Pem {
-        self.issue("prometheus", ExtendedKeyUsagePurpose::ClientAuth)
-    }
-}
-
-/// A client certificate no configured CA issued.
-fn rogue_client() -> Pem {
-    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    params.distinguished_name.push(DnType::CommonName, "rogue");
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let key = KeyPair::generate().unwrap();
-    Pem {
-        cert: params.self_signed(&key).unwrap().pem(),
-        key: key.serialize_pem(),
-    }
-}
 
 /// A directory holding the CA, a server certificate and a web config.
 struct Site {
@@ -326,39 +257,6 @@ fn basic(user: &str, password: &str) -> String {
     use base64::Engine as _;
     let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
     format!("Basic {token}")
-}
-
-/// A bcrypt hash as `htpasswd -nB` writes it (`$2y$`).
-fn htpasswd_hash(password: &str) -> String {
-    bcrypt::hash_with_result(password, 5)
-        .unwrap()
-        .format_for_version(bcrypt::Version::TwoY)
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
-}
-
-/// `curl` of `url` with `args`; the status code (0 when no HTTP response
-/// came), the response headers and body, and curl's stderr.
-fn curl(url: &str, args: &[&str]) -> (u16, String, String) {
-    let out = run(Command::new("curl")
-        .args(["-sS", "--max-time", "20", "-D", "-", "-w", "\n%{http_code}"])
-        .args(args)
-        .arg(url));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (text, code) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
-    (
-        code.trim().parse().unwrap_or(0),
-        text.to_string(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]
