@@ -1062,4 +1062,49 @@ mod tests {
         let got = response(&mut after).await;
         assert!(got.starts_with("HTTP/1.1 401"), "{got}");
     }
+
+    /// Through the accept loops: every listener is served, and each accept
+    /// takes what is in the slot at that moment.
+    #[tokio::test]
+    async fn every_listener_is_served_and_each_accept_takes_the_slot_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let bind = || async { TcpListener::bind("127.0.0.1:0").await.unwrap() };
+        let listeners = vec![bind().await, bind().await];
+        let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+        let web = WebSlot::new(WebSecurity::plain_http());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(
+            listeners,
+            web.clone(),
+            ok,
+            Limits::for_fd_budget(1024, 0),
+            Arc::default(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let mut first = tokio::net::TcpStream::connect(addrs[0]).await.unwrap();
+        first.write_all(REQUEST).await.unwrap();
+        assert!(response(&mut first).await.starts_with("HTTP/1.1 200 OK"));
+
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        web.replace(security(
+            dir.path(),
+            &format!("basic_auth_users:\n  alice: {hash}\n"),
+        ));
+        for addr in &addrs {
+            let mut later = tokio::net::TcpStream::connect(addr).await.unwrap();
+            later.write_all(REQUEST).await.unwrap();
+            let got = response(&mut later).await;
+            assert!(got.starts_with("HTTP/1.1 401"), "{addr}: {got}");
+        }
+        first.write_all(REQUEST).await.unwrap();
+        assert!(response(&mut first).await.starts_with("HTTP/1.1 200 OK"));
+        drop(first);
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("stops")
+            .unwrap();
+    }
 }
