@@ -11,12 +11,12 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::prometheus::Prometheus;
-use common::tls::{curl, htpasswd_hash, path_str, rogue_client, run, Pki};
+use common::tls::{curl, htpasswd_hash, path_str, rogue_client, run, Site};
 use common::Running;
 
 const BIN: &str = env!("CARGO_BIN_EXE_herakles-node-exporter");
@@ -24,52 +24,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_herakles-node-exporter");
 /// No eBPF programs: nothing host-wide, no lock.
 const QUIET: &[&str] = &["--disable-ebpf"];
 
-/// A directory with a test CA, a server certificate it issued
-/// (`server.crt`, `server.key`) and the CA (`ca.pem`).
-struct Site {
-    dir: tempfile::TempDir,
-    pki: Pki,
+/// The argument curl needs to trust `site`'s CA.
+fn cacert(site: &Site) -> [String; 2] {
+    ["--cacert".into(), site.arg("ca.pem")]
 }
 
-impl Site {
-    fn new() -> Site {
-        let site = Site {
-            dir: tempfile::tempdir().unwrap(),
-            pki: Pki::new(),
-        };
-        site.write("ca.pem", &site.pki.ca_pem());
-        site.pki.server("server").write(site.dir.path(), "server");
-        site
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn arg(&self, name: &str) -> String {
-        path_str(&self.path(name)).to_string()
-    }
-
-    fn write(&self, name: &str, text: &str) {
-        std::fs::write(self.path(name), text).unwrap();
-    }
-
-    /// `web.yml` serving `server.crt` with `tls_extra` in
-    /// `tls_server_config` and `extra` top-level keys.
-    fn web_config(&self, tls_extra: &str, extra: &str) -> String {
-        self.write(
-            "web.yml",
-            &format!(
-                "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n\
-                 {tls_extra}{extra}"
-            ),
-        );
-        self.arg("web.yml")
-    }
-
-    fn cacert(&self) -> [String; 2] {
-        ["--cacert".into(), self.arg("ca.pem")]
-    }
+/// `site`'s web config file as an argument.
+fn web_config(site: &Site, tls_extra: &str, extra: &str) -> String {
+    path_str(&site.web_config(tls_extra, extra)).to_string()
 }
 
 fn https(addr: SocketAddr, path: &str) -> String {
@@ -78,7 +40,7 @@ fn https(addr: SocketAddr, path: &str) -> String {
 
 /// curl with `args` (owned or borrowed) after the CA.
 fn curl_ca(site: &Site, url: &str, args: &[&str]) -> (u16, String, String) {
-    let ca = site.cacert();
+    let ca = cacert(site);
     let all: Vec<&str> = ca
         .iter()
         .map(String::as_str)
@@ -211,7 +173,8 @@ fn spec_tls_flags_serve_https_and_a_renewed_certificate_without_restart() {
 fn basic_auth_and_headers_on_every_answer_from_the_web_config_file() {
     let site = Site::new();
     let hash = htpasswd_hash("s3cret");
-    let web = site.web_config(
+    let web = web_config(
+        &site,
         "",
         &format!(
             "http_server_config:\n  headers:\n    X-Frame-Options: deny\n    \
@@ -266,7 +229,8 @@ fn client_certificates_are_required_and_checked() {
     let site = Site::new();
     site.pki.client().write(site.dir.path(), "client");
     rogue_client().write(site.dir.path(), "rogue");
-    let web = site.web_config(
+    let web = web_config(
+        &site,
         "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n",
         "",
     );
@@ -324,7 +288,8 @@ fn targets(prom: &Prometheus) -> Vec<(String, String, String)> {
 fn prometheus_scrapes_over_https_with_basic_auth_and_a_client_certificate() {
     let site = Site::new();
     site.pki.client().write(site.dir.path(), "client");
-    let web = site.web_config(
+    let web = web_config(
+        &site,
         "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n",
         &format!(
             "basic_auth_users:\n  prometheus: {}\n",
@@ -418,7 +383,7 @@ fn listening(exp: &Running, n: usize) -> Vec<String> {
 #[test]
 fn each_listen_address_is_served() {
     let site = Site::new();
-    let web = site.web_config("", "");
+    let web = web_config(&site, "", "");
     let mut cmd = Command::new(BIN);
     cmd.arg("--no-config").args(QUIET).args([
         "--web.config.file",
@@ -480,7 +445,7 @@ fn free_port() -> u16 {
 #[test]
 fn systemd_socket_activation_serves_on_the_passed_socket() {
     let site = Site::new();
-    let web = site.web_config("", "");
+    let web = web_config(&site, "", "");
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     // systemd-socket-activate listens, and on the first connection execs
@@ -540,7 +505,7 @@ fn systemd_socket_without_socket_activation_says_so() {
 #[test]
 fn bad_web_configs_stop_the_start_and_check_config_with_file_and_line() {
     let site = Site::new();
-    let good = site.web_config("  min_version: TLS13\n", "");
+    let good = web_config(&site, "  min_version: TLS13\n", "");
     let out = output(&["--check-config", "--web.config.file", &good]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
@@ -567,14 +532,24 @@ fn bad_web_configs_stop_the_start_and_check_config_with_file_and_line() {
     // The spec's keys: a key that is not the certificate's.
     let other = site.pki.server("other");
     site.write("other.key", &other.key);
-    let out = output(&[
-        "--check-config",
-        "--enable-tls",
-        "--tls-cert",
-        &site.arg("server.crt"),
-        "--tls-key",
-        &site.arg("other.key"),
-    ]);
+    let (cert, other_key) = (site.arg("server.crt"), site.arg("other.key"));
+    let spec = |key: &str| {
+        let args = [
+            "--check-config",
+            "--enable-tls",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            key,
+        ];
+        args.map(String::from).to_vec()
+    };
+    let out = output(
+        &spec(&other_key)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("key \"tls_key_path\"")
@@ -584,16 +559,9 @@ fn bad_web_configs_stop_the_start_and_check_config_with_file_and_line() {
     );
 
     // Both ways of configuring HTTPS at once.
-    let out = output(&[
-        "--check-config",
-        "--enable-tls",
-        "--tls-cert",
-        &site.arg("server.crt"),
-        "--tls-key",
-        &site.arg("server.key"),
-        "--web.config.file",
-        &good,
-    ]);
+    let mut both = spec(&site.arg("server.key"));
+    both.extend(["--web.config.file".to_string(), good]);
+    let out = output(&both.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("cannot be combined with web_config_file"),

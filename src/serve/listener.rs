@@ -3,7 +3,7 @@
 //!
 //! This is the only code that serves sockets (`sockets.rs` opens them).
 //! The routes ([`super::http`]) take a `Request<()>` and return a
-//! response; [`serve_connection`] takes any byte stream.
+//! response; a [`Connection`] is served over any byte stream.
 //!
 //! Web security ([`crate::web`]) is applied here, around the routes, so no
 //! route can be reached without it: each connection takes the current
@@ -206,17 +206,14 @@ impl Stats {
 /// resolves; then stop accepting, let requests in flight finish, and
 /// return once every connection is closed. All listeners share one
 /// connection bound.
-pub async fn serve<H, F>(
+pub async fn serve(
     listeners: Vec<TcpListener>,
     web: WebSlot,
-    handler: H,
+    handler: impl Handler,
     limits: Limits,
     stats: Arc<Stats>,
     shutdown: impl Future<Output = ()>,
-) where
-    H: Fn(Request<()>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
-{
+) {
     let registry = Registry::new(limits, stats);
     let (stop_tx, stop_rx) = watch::channel(false);
     {
@@ -236,16 +233,13 @@ pub async fn serve<H, F>(
     registry.wait_empty().await;
 }
 
-async fn accept_loop<H, F>(
+async fn accept_loop(
     listener: TcpListener,
     registry: &Arc<Registry>,
     web: &WebSlot,
-    handler: &H,
+    handler: &impl Handler,
     stop: &watch::Receiver<bool>,
-) where
-    H: Fn(Request<()>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
-{
+) {
     let mut last_warned: Option<Instant> = None;
     loop {
         match listener.accept().await {
@@ -256,14 +250,14 @@ async fn accept_loop<H, F>(
                 };
                 // Responses go out whole; do not hold their last segment back.
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(serve_connection(
-                    stream,
-                    Some(peer),
-                    web.current(),
-                    handler.clone(),
+                let conn = Connection {
+                    peer: Some(peer),
+                    web: web.current(),
+                    handler: handler.clone(),
                     admitted,
-                    stop.clone(),
-                ));
+                    stop: stop.clone(),
+                };
+                tokio::spawn(conn.serve(stream));
             }
             Err(e) if is_descriptor_exhaustion(&e) => {
                 // Out of descriptors despite the bound (collectors hold
@@ -285,6 +279,25 @@ async fn accept_loop<H, F>(
     }
 }
 
+/// What answers a request: the routes, for the exporter.
+pub trait Handler: Fn(Request<()>) -> Self::Answer + Clone + Send + Sync + 'static {
+    type Answer: Future<Output = Response<Full<Bytes>>> + Send + 'static;
+}
+
+impl<H, F> Handler for H
+where
+    H: Fn(Request<()>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    type Answer = F;
+}
+
+/// A connection's bytes: a TCP socket, a TLS stream over one, or an
+/// in-memory stream in tests.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for S {}
+
 fn is_descriptor_exhaustion(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
@@ -292,146 +305,145 @@ fn is_descriptor_exhaustion(e: &io::Error) -> bool {
     )
 }
 
-/// Serve one accepted byte stream with `web`: the TLS handshake if TLS is
-/// on, then HTTP/1.1 until the client closes it, a timeout or the
-/// connection bound closes it, or `stop` turns true (then the request in
-/// flight, if any, is answered first).
-async fn serve_connection<S, H, F>(
-    stream: S,
+/// An accepted connection and what serving it takes.
+struct Connection<H> {
     peer: Option<SocketAddr>,
+    /// What it is served with: the slot's value at the accept.
     web: Arc<WebSecurity>,
     handler: H,
     admitted: Admitted,
-    mut stop: watch::Receiver<bool>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    H: Fn(Request<()>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
-{
-    let Some(tls) = web.tls() else {
-        return serve_http(stream, peer, web, handler, admitted, stop).await;
-    };
-    if let Some(stream) = handshake(tls, stream, peer, &admitted, &mut stop).await {
-        serve_http(stream, peer, web, handler, admitted, stop).await;
-    }
+    /// Turns true when the server stops.
+    stop: watch::Receiver<bool>,
 }
 
-/// The server side of the TLS handshake, within the header-read timeout
-/// counted from the accept (the first request head must arrive in what is
-/// left of it). `None`: the handshake failed, timed out, or the connection
-/// was closed to make room or to stop.
-async fn handshake<S>(
-    tls: &TlsAcceptor,
-    stream: S,
-    peer: Option<SocketAddr>,
-    admitted: &Admitted,
-    stop: &mut watch::Receiver<bool>,
-) -> Option<tokio_rustls::server::TlsStream<S>>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let conn = &admitted.conn;
-    let deadline = conn.accepted + admitted.registry.limits.header_read_timeout;
-    tokio::select! {
-        done = tls.accept(stream) => match done {
-            Ok(stream) => Some(stream),
-            Err(e) => {
-                tracing::debug!(peer = ?peer, error = %e, "TLS handshake failed");
+impl<H: Handler> Connection<H> {
+    /// Serve the connection's byte stream: the TLS handshake if TLS is on,
+    /// then HTTP/1.1 until the client closes it, a timeout or the
+    /// connection bound closes it, or `stop` turns true (then the request
+    /// in flight, if any, is answered first).
+    async fn serve(mut self, stream: impl Stream) {
+        let web = Arc::clone(&self.web);
+        let Some(tls) = web.tls() else {
+            return self.serve_http(stream).await;
+        };
+        if let Some(stream) = self.handshake(tls, stream).await {
+            self.serve_http(stream).await;
+        }
+    }
+
+    /// The server side of the TLS handshake, within the header-read timeout
+    /// counted from the accept (the first request head must arrive in what
+    /// is left of it). `None`: the handshake failed, timed out, or the
+    /// connection was closed to make room or to stop.
+    async fn handshake<S>(
+        &mut self,
+        tls: &TlsAcceptor,
+        stream: S,
+    ) -> Option<tokio_rustls::server::TlsStream<S>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let (peer, admitted) = (self.peer, &self.admitted);
+        let conn = &admitted.conn;
+        let deadline = conn.accepted + admitted.registry.limits.header_read_timeout;
+        tokio::select! {
+            done = tls.accept(stream) => match done {
+                Ok(stream) => Some(stream),
+                Err(e) => {
+                    tracing::debug!(peer = ?peer, error = %e, "TLS handshake failed");
+                    None
+                }
+            },
+            () = tokio::time::sleep_until(deadline) => {
+                admitted.registry.stats.count(Reason::HeaderTimeout);
+                tracing::debug!(peer = ?peer, "closing connection: TLS handshake not done in time");
                 None
             }
-        },
-        () = tokio::time::sleep_until(deadline) => {
-            admitted.registry.stats.count(Reason::HeaderTimeout);
-            tracing::debug!(peer = ?peer, "closing connection: TLS handshake not done in time");
-            None
-        }
-        () = conn.evict.notified() => {
-            tracing::debug!(peer = ?peer, "closing handshaking connection: at the connection bound");
-            None
-        }
-        _ = stop.wait_for(|stop| *stop) => None,
-    }
-}
-
-/// HTTP/1.1 on a connection (plain, or TLS after the handshake): basic
-/// auth before the routes, the configured headers on what they answer.
-async fn serve_http<S, H, F>(
-    stream: S,
-    peer: Option<SocketAddr>,
-    web: Arc<WebSecurity>,
-    handler: H,
-    admitted: Admitted,
-    mut stop: watch::Receiver<bool>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    H: Fn(Request<()>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
-{
-    let conn = admitted.conn.clone();
-    let limits = admitted.registry.limits;
-    let service = {
-        let conn = conn.clone();
-        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-            let answering = Answering::start(conn.clone());
-            // The routes read no request body; dropping it makes hyper close
-            // the connection after the response if a client sent one.
-            let req = req.map(|_| ());
-            let (web, handler) = (web.clone(), handler.clone());
-            async move {
-                let response = match web.authorize(req.headers()).await {
-                    Ok(()) => {
-                        let mut response = handler(req).await;
-                        web.finish(response.headers_mut());
-                        response
-                    }
-                    Err(denied) => denied,
-                };
-                drop(answering);
-                Ok::<_, Infallible>(response)
-            }
-        })
-    };
-    let io = TokioIo::new(Tracked {
-        inner: stream,
-        conn: conn.clone(),
-    });
-    let http = hyper::server::conn::http1::Builder::new()
-        .max_buf_size(MAX_REQUEST_HEAD)
-        .serve_connection(io, service);
-    let mut http = pin!(http);
-    let mut stopping = false;
-    loop {
-        let deadline = conn.deadline(&limits);
-        let expiry = async {
-            match deadline {
-                Some((at, _)) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            result = http.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(peer = ?peer, error = %e, "HTTP connection ended with an error");
-                }
-                return;
-            }
-            () = conn.changed.notified() => {}
-            () = expiry => {
-                if let Some((at, reason)) = conn.deadline(&limits) {
-                    if at <= Instant::now() {
-                        admitted.registry.stats.count(reason);
-                        tracing::debug!(peer = ?peer, reason = reason.label(), "closing HTTP connection");
-                        return;
-                    }
-                }
-            }
             () = conn.evict.notified() => {
-                tracing::debug!(peer = ?peer, "closing idle HTTP connection: at the connection bound");
-                return;
+                tracing::debug!(peer = ?peer, "closing handshaking connection: at the connection bound");
+                None
             }
-            _ = stop.wait_for(|stop| *stop), if !stopping => {
-                http.as_mut().graceful_shutdown();
-                stopping = true;
+            _ = self.stop.wait_for(|stop| *stop) => None,
+        }
+    }
+
+    /// HTTP/1.1 on the connection (plain, or TLS after the handshake):
+    /// basic auth before the routes, the configured headers on what they
+    /// answer.
+    async fn serve_http(self, stream: impl Stream) {
+        let Connection {
+            peer,
+            web,
+            handler,
+            admitted,
+            mut stop,
+        } = self;
+        let conn = admitted.conn.clone();
+        let limits = admitted.registry.limits;
+        let service = {
+            let conn = conn.clone();
+            hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let answering = Answering::start(conn.clone());
+                // The routes read no request body; dropping it makes hyper close
+                // the connection after the response if a client sent one.
+                let req = req.map(|_| ());
+                let (web, handler) = (web.clone(), handler.clone());
+                async move {
+                    let response = match web.authorize(req.headers()).await {
+                        Ok(()) => {
+                            let mut response = handler(req).await;
+                            web.finish(response.headers_mut());
+                            response
+                        }
+                        Err(denied) => denied,
+                    };
+                    drop(answering);
+                    Ok::<_, Infallible>(response)
+                }
+            })
+        };
+        let io = TokioIo::new(Tracked {
+            inner: stream,
+            conn: conn.clone(),
+        });
+        let http = hyper::server::conn::http1::Builder::new()
+            .max_buf_size(MAX_REQUEST_HEAD)
+            .serve_connection(io, service);
+        let mut http = pin!(http);
+        let mut stopping = false;
+        loop {
+            let deadline = conn.deadline(&limits);
+            let expiry = async {
+                match deadline {
+                    Some((at, _)) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                result = http.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(peer = ?peer, error = %e, "HTTP connection ended with an error");
+                    }
+                    return;
+                }
+                () = conn.changed.notified() => {}
+                () = expiry => {
+                    if let Some((at, reason)) = conn.deadline(&limits) {
+                        if at <= Instant::now() {
+                            admitted.registry.stats.count(reason);
+                            tracing::debug!(peer = ?peer, reason = reason.label(), "closing HTTP connection");
+                            return;
+                        }
+                    }
+                }
+                () = conn.evict.notified() => {
+                    tracing::debug!(peer = ?peer, "closing idle HTTP connection: at the connection bound");
+                    return;
+                }
+                _ = stop.wait_for(|stop| *stop), if !stopping => {
+                    http.as_mut().graceful_shutdown();
+                    stopping = true;
+                }
             }
         }
     }
@@ -748,21 +760,17 @@ mod tests {
             }
         }
 
-        fn connect<H, F>(&self, handler: H) -> Option<DuplexStream>
-        where
-            H: Fn(Request<()>) -> F + Clone + Send + Sync + 'static,
-            F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
-        {
+        fn connect(&self, handler: impl Handler) -> Option<DuplexStream> {
             let admitted = self.registry.admit()?;
             let (client, server) = tokio::io::duplex(64 * 1024);
-            tokio::spawn(serve_connection(
-                server,
-                None,
-                self.web.current(),
+            let conn = Connection {
+                peer: None,
+                web: self.web.current(),
                 handler,
                 admitted,
-                self.stop.subscribe(),
-            ));
+                stop: self.stop.subscribe(),
+            };
+            tokio::spawn(conn.serve(server));
             Some(client)
         }
 

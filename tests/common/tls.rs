@@ -1,7 +1,7 @@
 //! Certificates made in the test (rcgen) and the command-line TLS clients
 //! (curl, openssl) that tests/web.rs and tests/tls.rs talk to servers with.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use rcgen::{
@@ -118,4 +118,49 @@ pub fn curl(url: &str, args: &[&str]) -> (u16, String, String) {
 
 pub fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
+}
+
+/// A directory with a test CA (`ca.pem`) and a server certificate it issued
+/// (`server.crt`, `server.key`), where a test writes its web config.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+    pub pki: Pki,
+}
+
+impl Site {
+    pub fn new() -> Site {
+        let site = Site {
+            dir: tempfile::tempdir().unwrap(),
+            pki: Pki::new(),
+        };
+        site.write("ca.pem", &site.pki.ca_pem());
+        site.pki.server("server").write(site.dir.path(), "server");
+        site
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// [`Site::path`] as a command-line argument.
+    pub fn arg(&self, name: &str) -> String {
+        path_str(&self.path(name)).to_string()
+    }
+
+    pub fn write(&self, name: &str, text: &str) {
+        std::fs::write(self.path(name), text).unwrap();
+    }
+
+    /// `web.yml` serving `server.crt` (named relative to the config), with
+    /// `tls_extra` in `tls_server_config` and `extra` top-level keys.
+    pub fn web_config(&self, tls_extra: &str, extra: &str) -> PathBuf {
+        self.write(
+            "web.yml",
+            &format!(
+                "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n\
+                 {tls_extra}{extra}"
+            ),
+        );
+        self.path("web.yml")
+    }
 }
