@@ -13,7 +13,9 @@
 #   curl                                            benchmark and smoke scripts; an HTTPS
 #                                                   client in tests/web.rs
 #   openssl                                         tests/web.rs: s_client offers TLS 1.1
-#                                                   and 1.2 to prove which the server refuses
+#                                                   and 1.2 to prove which the server refuses;
+#                                                   tests/spec_configs.rs makes the
+#                                                   certificate the spec's TLS blocks name
 #   clang, libelf-dev, zlib1g-dev, pkg-config       build the eBPF programs (feature
 #                                                   `ebpf`, on by default) and the
 #                                                   libbpf that loads them

@@ -59,6 +59,8 @@ pub struct Cli {
 struct KeyFlag {
     long: &'static str,
     short: Option<char>,
+    /// Other spellings, node_exporter's (`--log.level` for `--log-level`).
+    alias: Option<&'static str>,
     /// Dotted config key path.
     key: &'static str,
     value: FlagValue,
@@ -83,6 +85,7 @@ const fn flag(
     KeyFlag {
         long,
         short: None,
+        alias: None,
         key,
         value,
         help,
@@ -109,18 +112,24 @@ const KEY_FLAGS: &[KeyFlag] = {
             Takes("ADDR"),
             "Address to listen on [default: 0.0.0.0]",
         ),
-        flag(
-            "log-level",
-            "log_level",
-            Takes("LEVEL"),
-            "Log level: error, warn, info, debug or trace",
-        ),
-        flag(
-            "log-format",
-            "log_format",
-            Takes("FORMAT"),
-            "Log format: text or json",
-        ),
+        KeyFlag {
+            alias: Some("log.level"),
+            ..flag(
+                "log-level",
+                "log_level",
+                Takes("LEVEL"),
+                "Log level: error, warn, info, debug or trace",
+            )
+        },
+        KeyFlag {
+            alias: Some("log.format"),
+            ..flag(
+                "log-format",
+                "log_format",
+                Takes("FORMAT"),
+                "Log format: text, json or logfmt",
+            )
+        },
         flag(
             "cache-ttl",
             "cache_ttl",
@@ -132,6 +141,24 @@ const KEY_FLAGS: &[KeyFlag] = {
             "collector_timeout",
             Takes("SECONDS"),
             "Seconds a collector may take per scrape",
+        ),
+        flag(
+            "web.telemetry-path",
+            "telemetry_path",
+            Takes("PATH"),
+            "Path the metrics are served at [default: /metrics]",
+        ),
+        flag(
+            "web.disable-exporter-metrics",
+            "enable_telemetry",
+            Sets("false"),
+            "Leave the exporter's own metrics (process_*, herakles_http_*, scrape cache) out",
+        ),
+        flag(
+            "collector.disable-defaults",
+            "disable_default_collectors",
+            Sets("true"),
+            "Run only the collectors enabled explicitly (--collector.NAME or the config file)",
         ),
         flag(
             "web.max-requests",
@@ -431,6 +458,9 @@ pub fn main_with(args: Vec<String>) -> i32 {
     for note in &notes {
         tracing::debug!("{note}");
     }
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
 
     // Classification rules are part of the configuration: a broken rules
     // file is a usage error (exit 2) that --check-config must report, not a
@@ -516,6 +546,9 @@ pub(crate) fn command() -> clap::Command {
         if let Some(c) = f.short {
             arg = arg.short(c);
         }
+        if let Some(alias) = f.alias {
+            arg = arg.visible_alias(alias);
+        }
         arg = match f.value {
             FlagValue::Takes(name) => arg.value_name(name).action(ArgAction::Set),
             FlagValue::List(name) => arg.value_name(name).action(ArgAction::Append),
@@ -591,6 +624,13 @@ fn section_keys(r: &Registration) -> Vec<(String, bool)> {
 fn check_collector_flags(args: &[String]) -> Result<(), String> {
     for a in args.iter().skip(1) {
         let flag = a.split('=').next().unwrap_or(a);
+        // A global flag spelt like a collector's (--collector.disable-defaults).
+        if KEY_FLAGS
+            .iter()
+            .any(|f| flag.strip_prefix("--") == Some(f.long))
+        {
+            continue;
+        }
         let (name, key) = if let Some(n) = flag.strip_prefix("--collector.") {
             match n.split_once('.') {
                 Some((name, key)) => (name, Some(key)),
@@ -672,11 +712,27 @@ mod tests {
     use crate::config::{Config, ConfigError};
 
     fn resolve(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let args: Vec<String> = std::iter::once("herakles-node-exporter")
-            .chain(["--no-config"])
-            .chain(args.iter().copied())
-            .map(str::to_string)
-            .collect();
+        resolve_from(None, args, env)
+    }
+
+    /// Like `resolve`, with the config file `file` (YAML) instead of none.
+    fn resolve_from(
+        file: Option<&str>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        let mut argv = vec!["herakles-node-exporter".to_string()];
+        match file {
+            Some(text) => {
+                std::fs::write(&path, text).unwrap();
+                argv.extend(["-c".to_string(), path.display().to_string()]);
+            }
+            None => argv.push("--no-config".into()),
+        }
+        argv.extend(args.iter().map(|a| a.to_string()));
+        let args = argv;
         check_collector_flags(&args).map_err(ConfigError::msg)?;
         let m = command().try_get_matches_from(&args).unwrap();
         let cli = Cli::from_arg_matches(&m).unwrap();
@@ -765,6 +821,94 @@ mod tests {
             netprobe["interfaces"],
             serde_json::json!(["eth0", "lo", "wg0"])
         );
+    }
+
+    /// With disable_default_collectors, a collector runs only when it is
+    /// enabled explicitly, by the file, a variable or a flag, whichever of
+    /// them switched the defaults off; settings alone do not enable it.
+    #[test]
+    fn disabling_defaults_keeps_only_the_collectors_named() {
+        let enabled = |c: Config| -> Vec<&str> {
+            c.collectors
+                .enabled()
+                .map(|s| s.registration.name)
+                .collect()
+        };
+        let c = resolve(
+            &[
+                "--collector.disable-defaults",
+                "--collector.netprobe",
+                "--collector.cpu",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert!(c.disable_default_collectors);
+        assert_eq!(enabled(c), ["cpu", "netprobe"]);
+
+        let file = "collectors:\n  memory: true\n  disk:\n    device_exclude: '^sd'\n  \
+                    loadavg:\n    enabled: true\n  cpu:\n    enabled: false\n";
+        let c = resolve_from(Some(file), &["--collector.disable-defaults"], &[]).unwrap();
+        assert_eq!(enabled(c), ["loadavg", "memory"]);
+        // A flag turns one of the file's off, a variable turns another on.
+        let c = resolve_from(
+            Some(file),
+            &["--collector.disable-defaults", "--no-collector.memory"],
+            &[("HERAKLES_COLLECTORS__HOST__ENABLED", "true")],
+        )
+        .unwrap();
+        assert_eq!(enabled(c), ["host", "loadavg"]);
+        // The file switches the defaults off, a variable back on.
+        let off = format!("disable_default_collectors: true\n{file}");
+        let c = resolve_from(Some(&off), &[], &[]).unwrap();
+        assert_eq!(enabled(c), ["loadavg", "memory"]);
+        let c = resolve_from(
+            Some(&off),
+            &[],
+            &[("HERAKLES_DISABLE_DEFAULT_COLLECTORS", "false")],
+        )
+        .unwrap();
+        let on = enabled(c);
+        assert!(on.contains(&"disk") && !on.contains(&"cpu"), "{on:?}");
+        assert_eq!(on.len(), Config::default().collectors.enabled().count() - 1);
+        // Without it, nothing changes for collectors left alone.
+        let c = resolve(&["--collector.netprobe"], &[]).unwrap();
+        assert_eq!(
+            enabled(c).len(),
+            Config::default().collectors.enabled().count() + 1
+        );
+    }
+
+    /// node_exporter's spellings set the same keys as ours.
+    #[test]
+    fn node_exporter_flags_set_our_keys() {
+        let c = resolve(
+            &[
+                "--web.telemetry-path=/node/metrics",
+                "--web.disable-exporter-metrics",
+                "--log.level=debug",
+                "--log.format=logfmt",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.telemetry_path, "/node/metrics");
+        assert!(!c.enable_telemetry);
+        assert_eq!(c.log_level, crate::config::LogLevel::Debug);
+        assert_eq!(c.log_format, crate::config::LogFormat::Logfmt);
+        let e = resolve(&["--web.telemetry-path", "/health"], &[]).unwrap_err();
+        assert_eq!(
+            e.message,
+            "flag --web.telemetry-path: key \"telemetry_path\": \"/health\" is the path of \
+             another endpoint"
+        );
+        let e = resolve(&["--log.level", "verbose"], &[]).unwrap_err();
+        assert!(
+            e.message.starts_with("flag --log-level: key \"log_level\""),
+            "{e}"
+        );
+        let e = resolve(&["--collector.meminfo"], &[]).unwrap_err();
+        assert!(e.message.contains("is \"memory\" here"), "{e}");
     }
 
     #[test]

@@ -88,6 +88,7 @@ impl Exporter {
             Duration::from_secs(config.cache_ttl),
             config.effective_parallelism(),
             health.clone(),
+            config.enable_telemetry,
         );
         Exporter {
             scraper,
@@ -124,9 +125,9 @@ impl Exporter {
     }
 
     /// Show the sections collectors and services registered in `ctx` (see
-    /// [`BuildContext::health_section`]) in `/health`.
+    /// [`BuildContext::health_check`]) in `/health`.
     pub fn with_health_sections(self, ctx: &BuildContext) -> Exporter {
-        for (key, f) in ctx.health_sections() {
+        for (key, f) in ctx.health_checks() {
             self.health.section(key, f);
         }
         self

@@ -14,6 +14,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Arc;
 
+use common::can_load_ebpf as can_run;
 use herakles_core::testing::{parse_text, Collected};
 use herakles_core::{
     BuildCollector, BuildContext, Collector, MetricSink, NoConfig, Paths, ScrapeContext,
@@ -35,20 +36,6 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Whether eBPF can run here; prints why not.
-fn can_run() -> bool {
-    if !std::path::Path::new("/sys/kernel/btf/vmlinux").is_file() {
-        eprintln!("SKIPPED: no /sys/kernel/btf/vmlinux, the eBPF programs cannot load here");
-        return false;
-    }
-    let caps = herakles_node_exporter::util::caps::effective().unwrap_or(0);
-    if caps & (1 << 39) == 0 && caps & (1 << 21) == 0 {
-        eprintln!("SKIPPED: no CAP_BPF/CAP_SYS_ADMIN, the eBPF programs cannot load here");
-        return false;
-    }
-    true
 }
 
 /// The ebpf_io, process_groups and process_top collectors on one context,

@@ -20,7 +20,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Debug, Clone)]
 pub struct CollectorSection {
     pub registration: &'static Registration,
+    /// Whether it runs: the value set explicitly, or else its default
+    /// (which `disable_default_collectors` turns off).
     pub enabled: bool,
+    /// Whether `enabled` was set by the file, a variable or a flag rather
+    /// than taken from the default; see [`super::Config::settle_collectors`].
+    pub set_explicitly: bool,
     pub config: Box<dyn AnyConfig>,
 }
 
@@ -37,6 +42,7 @@ impl Default for Collectors {
                     let section = CollectorSection {
                         registration: r,
                         enabled: r.default_enabled,
+                        set_explicitly: false,
                         config: r.default_config(),
                     };
                     (r.name, section)
@@ -75,6 +81,7 @@ impl Collectors {
         match self.0.get_mut(name) {
             Some(s) => {
                 s.enabled = enabled;
+                s.set_explicitly = true;
                 Ok(())
             }
             None => Err(unknown_collector(name)),
@@ -82,11 +89,43 @@ impl Collectors {
     }
 }
 
+/// node_exporter's collectors whose series come from a collector of
+/// another name here, so that an operator carrying over node_exporter's
+/// `--collector.NAME` flags is told what to write instead. Names that are
+/// the same in both (cpu, filesystem, hwmon, loadavg, netdev, textfile)
+/// need no entry.
+const NODE_EXPORTER_NAMES: &[(&str, &[&str])] = &[
+    ("diskstats", &["disk"]),
+    ("entropy", &["kernel"]),
+    ("filefd", &["kernel"]),
+    ("meminfo", &["memory"]),
+    ("pressure", &["cpu", "memory", "disk"]),
+    ("stat", &["kernel", "host"]),
+    ("tcpstat", &["tcp"]),
+    ("thermal_zone", &["thermal"]),
+    ("time", &["host"]),
+    ("uname", &["host"]),
+];
+
 /// The error for a collector name nobody registered.
 pub fn unknown_collector(name: &str) -> String {
     let names: Vec<&str> = registrations().iter().map(|r| r.name).collect();
-    let hint = crate::util::did_you_mean(name, names.iter().copied())
-        .map(|s| format!(" (did you mean \"{s}\"?)"))
+    let renamed = NODE_EXPORTER_NAMES
+        .iter()
+        .find(|(theirs, _)| *theirs == name)
+        .map(|(_, ours)| {
+            let quoted: Vec<String> = ours.iter().map(|n| format!("\"{n}\"")).collect();
+            let list = match quoted.split_last() {
+                Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+                _ => quoted.concat(),
+            };
+            format!(" (node_exporter's \"{name}\" is {list} here)")
+        });
+    let hint = renamed
+        .or_else(|| {
+            crate::util::did_you_mean(name, names.iter().copied())
+                .map(|s| format!(" (did you mean \"{s}\"?)"))
+        })
         .unwrap_or_default();
     format!(
         "unknown collector \"{name}\"{hint}; valid collectors: {}",
@@ -151,6 +190,7 @@ impl<'de> Visitor<'de> for CollectorsVisitor {
             let (enabled, config) = map.next_value_seed(SectionSeed(section.registration))?;
             if let Some(e) = enabled {
                 section.enabled = e;
+                section.set_explicitly = true;
             }
             section.config = config;
         }
@@ -248,6 +288,31 @@ mod tests {
     /// A settings type no registered collector uses.
     #[derive(Debug, Clone, Serialize)]
     struct Sizes(u32);
+
+    /// The names node_exporter's collectors have here are real collectors,
+    /// and the error for one of node_exporter's names gives them.
+    #[test]
+    fn node_exporter_names_point_at_registered_collectors() {
+        let ours: Vec<&str> = registrations().iter().map(|r| r.name).collect();
+        for (theirs, names) in NODE_EXPORTER_NAMES {
+            assert!(!ours.contains(theirs), "{theirs} is registered here");
+            for n in *names {
+                assert!(ours.contains(n), "{theirs} points at unknown {n}");
+            }
+        }
+        let e = unknown_collector("meminfo");
+        assert!(
+            e.starts_with("unknown collector \"meminfo\" (node_exporter's \"meminfo\" is \"memory\" here); valid collectors: "),
+            "{e}"
+        );
+        let e = unknown_collector("pressure");
+        assert!(
+            e.contains("is \"cpu\", \"memory\" and \"disk\" here"),
+            "{e}"
+        );
+        // Not one of node_exporter's: the usual suggestion.
+        assert!(unknown_collector("memroy").contains("did you mean \"memory\"?"));
+    }
 
     #[test]
     fn a_section_is_found_by_its_type_when_the_type_is_its_own() {

@@ -118,7 +118,8 @@ pub fn parse_str(text: &str, format: Format, file: Option<&Path>) -> Result<Conf
             }
         }
     };
-    let config = result.map_err(with_file)?;
+    let mut config = result.map_err(with_file)?;
+    config.settle_collectors();
     validate::check(&config).map_err(|invalid| {
         let loc = locate::locate(text, format, &invalid.key);
         with_file(ConfigError {

@@ -53,7 +53,8 @@ pub struct Config {
     pub bind: String,
     /// Log verbosity: error, warn, info, debug or trace.
     pub log_level: LogLevel,
-    /// Log line format: text for people, json for log shippers.
+    /// Log line format: text for people; json, or logfmt (key=value pairs,
+    /// node_exporter's default), for log shippers.
     pub log_format: LogFormat,
     /// Serve a cached scrape for this many seconds; 0 collects on every scrape.
     #[schemars(range(min = 0, max = 86400))]
@@ -71,6 +72,26 @@ pub struct Config {
     pub parallelism: usize,
     /// Serve the /health endpoint.
     pub enable_health: bool,
+    /// The path the metrics are served at (node_exporter's
+    /// --web.telemetry-path). The other endpoints keep theirs, so it cannot
+    /// be one of /, /health, /config, /subgroups or /doc.
+    pub telemetry_path: String,
+    /// Serve the exporter's own metrics with every scrape: its process_*
+    /// series, its HTTP server's (herakles_http_*) and its scrape cache's
+    /// (herakles_scrape_cache_*). False is node_exporter's
+    /// --web.disable-exporter-metrics. The build info and the per-collector
+    /// success, duration and parse-error series stay: they describe the
+    /// data, not the exporter.
+    pub enable_telemetry: bool,
+    /// Accepted so that configs written for the Go exporters load: there is
+    /// no pprof endpoint in this Rust build. True only logs a warning at
+    /// start-up; profile with perf (docs/operators.md) instead.
+    pub enable_pprof: bool,
+    /// Run only the collectors enabled explicitly, by `enabled: true` (or
+    /// `NAME: true`) in their section, a HERAKLES_COLLECTORS__NAME__ENABLED
+    /// variable or --collector.NAME; every other collector is off whatever
+    /// its default. node_exporter's --collector.disable-defaults.
+    pub disable_default_collectors: bool,
     /// Serve HTTPS instead of HTTP, with tls_cert_path and tls_key_path
     /// (TLS 1.2 and 1.3, no client certificates). For client certificates,
     /// basic auth or TLS settings use web_config_file instead; the two
@@ -174,6 +195,10 @@ impl Default for Config {
             max_requests: 40,
             parallelism: 0,
             enable_health: true,
+            telemetry_path: "/metrics".into(),
+            enable_telemetry: true,
+            enable_pprof: false,
+            disable_default_collectors: false,
             enable_tls: false,
             tls_cert_path: String::new(),
             tls_key_path: String::new(),
@@ -288,6 +313,7 @@ pub enum SmapsMode {
 pub enum LogFormat {
     Text,
     Json,
+    Logfmt,
 }
 
 impl Config {
@@ -295,6 +321,41 @@ impl Config {
     /// combinations. The one validation every way in goes through.
     pub fn validate(&self) -> Result<(), Invalid> {
         validate::check(self)
+    }
+
+    /// Turn every collector whose `enabled` was not set explicitly on or
+    /// off by its default and `disable_default_collectors`. Run whenever
+    /// the keys may have changed: after a file is parsed and after
+    /// overrides are merged.
+    pub(crate) fn settle_collectors(&mut self) {
+        let defaults_off = self.disable_default_collectors;
+        for section in self.collectors.0.values_mut() {
+            if !section.set_explicitly {
+                section.enabled = section.registration.default_enabled && !defaults_off;
+            }
+        }
+    }
+
+    /// What is accepted but worth telling the operator at start-up: keys
+    /// that do nothing here, and settings that leave nothing to collect.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.enable_pprof {
+            out.push(
+                "enable_pprof: there is no pprof endpoint in this build (the key is accepted \
+                 for configs written for the Go exporters); profile with perf instead"
+                    .to_string(),
+            );
+        }
+        if self.collectors.enabled().next().is_none() {
+            let why = if self.disable_default_collectors {
+                "disable_default_collectors is on and no collector is enabled explicitly"
+            } else {
+                "every collector is disabled"
+            };
+            out.push(format!("no collector will run: {why}"));
+        }
+        out
     }
 
     /// Worker threads to use for collection.

@@ -181,10 +181,13 @@ pub fn merge(
             let node = find(&mut tree, o)?;
             *node = value_for(node, &o.raw);
         }
-        serde_path_to_error::deserialize::<_, Config>(tree).map_err(|e| {
+        let mut merged = serde_path_to_error::deserialize::<_, Config>(tree).map_err(|e| {
             let path = e.path().to_string();
             blame(overrides, &path, &e.into_inner().to_string())
-        })?
+        })?;
+        keep_explicit_collectors(&config, &mut merged, overrides);
+        merged.settle_collectors();
+        merged
     };
     if let Err(invalid) = validate::check(&merged) {
         if overrides.iter().any(|o| o.covers(&invalid.key)) {
@@ -200,6 +203,27 @@ pub fn merge(
         return Err(e);
     }
     Ok(merged)
+}
+
+/// The tree `merged` was parsed from has every section's `enabled`, so
+/// parsing marks them all as set explicitly. Put back what `base` knew,
+/// except for the sections an override set (or replaced), whose parse is
+/// right: `disable_default_collectors` must still tell a collector the
+/// operator named from one that is on by default.
+fn keep_explicit_collectors(base: &Config, merged: &mut Config, overrides: &[Override]) {
+    for (name, section) in &mut merged.collectors.0 {
+        let enabled_key = ["collectors", name, "enabled"];
+        let overridden = overrides.iter().any(|o| {
+            o.key.len() <= enabled_key.len() && o.key.iter().zip(enabled_key).all(|(a, b)| a == b)
+        });
+        if !overridden {
+            section.set_explicitly = base
+                .collectors
+                .0
+                .get(name)
+                .is_some_and(|b| b.set_explicitly);
+        }
+    }
 }
 
 /// The node `o` sets; an unknown key is an error with a suggestion.

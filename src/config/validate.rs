@@ -180,6 +180,9 @@ fn combinations(c: &Config) -> Result<(), Invalid> {
     if c.bind.parse::<std::net::IpAddr>().is_err() {
         return invalid("bind", format!("{:?} is not an IP address", c.bind));
     }
+    if let Err(why) = telemetry_path(&c.telemetry_path) {
+        return invalid("telemetry_path", why);
+    }
     if c.enable_tls && (c.tls_cert_path.is_empty() || c.tls_key_path.is_empty()) {
         return invalid(
             "enable_tls",
@@ -253,6 +256,30 @@ fn listening(c: &Config) -> Result<(), String> {
     ))
 }
 
+/// The paths of the endpoints other than the metrics.
+const OTHER_ENDPOINTS: [&str; 5] = ["/", "/health", "/config", "/subgroups", "/doc"];
+
+/// Why `path` cannot be where the metrics are served. A request's path is
+/// matched as sent, so the path must be one a client sends unchanged:
+/// printable ASCII with no query, fragment or percent-escape.
+fn telemetry_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!("{path:?} must start with /"));
+    }
+    if let Some(c) = path
+        .chars()
+        .find(|c| !c.is_ascii_graphic() || matches!(c, '?' | '#' | '%'))
+    {
+        return Err(format!(
+            "{path:?} contains {c:?}: only printable ASCII without ?, # or %"
+        ));
+    }
+    if OTHER_ENDPOINTS.contains(&path) {
+        return Err(format!("{path:?} is the path of another endpoint"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,6 +342,25 @@ mod tests {
                 format!("{path}.{key}")
             };
             walk(sub, root, sub_path, visit);
+        }
+    }
+
+    #[test]
+    fn telemetry_path_is_a_path_no_other_endpoint_has() {
+        for ok in ["/metrics", "/node/metrics", "/m_1-x.y~"] {
+            assert_eq!(telemetry_path(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("metrics", "must start with /"),
+            ("/a b", "contains ' '"),
+            ("/m?x=1", "contains '?'"),
+            ("/m%20", "contains '%'"),
+            ("/métriques", "contains 'é'"),
+            ("/health", "another endpoint"),
+            ("/", "another endpoint"),
+        ] {
+            let e = telemetry_path(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
         }
     }
 

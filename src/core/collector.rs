@@ -72,12 +72,46 @@ pub struct BuildContext {
     paths: Arc<Paths>,
     globals: Arc<dyn Any + Send + Sync>,
     services: Arc<Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>>,
-    health: Arc<Mutex<Vec<(String, HealthSection)>>>,
+    health: Arc<Mutex<Vec<(String, HealthCheck)>>>,
 }
 
 /// Computes one top-level key of the exporter's `/health` document; see
 /// [`BuildContext::health_section`].
 pub type HealthSection = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
+/// Computes one top-level key of `/health` and whether the part it
+/// describes works; see [`BuildContext::health_check`].
+pub type HealthCheck = Arc<dyn Fn() -> HealthReport + Send + Sync>;
+
+/// What a [`BuildContext::health_check`] reports each time `/health` is
+/// served.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthReport {
+    /// The section's JSON, shown under its key.
+    pub detail: serde_json::Value,
+    /// Why the part does not work as the operator configured it, if it
+    /// does not. The exporter's `/health` status is then `degraded`, and
+    /// this reason is listed under `problems`.
+    pub problem: Option<String>,
+}
+
+impl HealthReport {
+    /// A part that works.
+    pub fn ok(detail: serde_json::Value) -> HealthReport {
+        HealthReport {
+            detail,
+            problem: None,
+        }
+    }
+
+    /// A part that was asked for and does not work, and why.
+    pub fn degraded(detail: serde_json::Value, problem: impl Into<String>) -> HealthReport {
+        HealthReport {
+            detail,
+            problem: Some(problem.into()),
+        }
+    }
+}
 
 impl BuildContext {
     /// A context for the given roots. `globals` is the exporter's own global
@@ -133,18 +167,35 @@ impl BuildContext {
     ///
     /// For state a metric cannot explain: why eBPF programs did not load,
     /// what a probe attached to. A failing part should still serve its
-    /// metrics it can (an `up` gauge at 0, say) and put the reason here.
+    /// metrics it can (an `up` gauge at 0, say) and put the reason here;
+    /// [`BuildContext::health_check`] also lets it mark the exporter
+    /// degraded.
     pub fn health_section(
         &self,
         key: impl Into<String>,
         f: impl Fn() -> serde_json::Value + Send + Sync + 'static,
     ) {
+        self.health_check(key, move || HealthReport::ok(f()));
+    }
+
+    /// Like [`BuildContext::health_section`], for a part that can tell
+    /// whether it works: while `f()` reports a problem, `/health` says
+    /// `"status": "degraded"` and lists the problem under `problems`, as it
+    /// does for a failing collector. Report one only for what the operator
+    /// asked for and is not getting (a probe that could not attach), never
+    /// for a part switched off by configuration.
+    pub fn health_check(
+        &self,
+        key: impl Into<String>,
+        f: impl Fn() -> HealthReport + Send + Sync + 'static,
+    ) {
         let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
         health.push((key.into(), Arc::new(f)));
     }
 
-    /// Every section registered with [`BuildContext::health_section`].
-    pub fn health_sections(&self) -> Vec<(String, HealthSection)> {
+    /// Every section registered with [`BuildContext::health_section`] or
+    /// [`BuildContext::health_check`].
+    pub fn health_checks(&self) -> Vec<(String, HealthCheck)> {
         let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
         health.clone()
     }

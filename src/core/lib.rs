@@ -45,7 +45,9 @@ mod read;
 mod registry;
 pub mod testing;
 
-pub use collector::{BuildCollector, BuildContext, Collector, HealthSection, NoConfig};
+pub use collector::{
+    BuildCollector, BuildContext, Collector, HealthCheck, HealthReport, HealthSection, NoConfig,
+};
 pub use context::{Paths, ScrapeContext};
 pub use error::{Error, Result};
 pub use metrics::{

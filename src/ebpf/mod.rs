@@ -12,6 +12,9 @@
 //! * [`preflight`]: the reasons we can tell before asking libbpf (compiled
 //!   out, switched off, no BTF, missing capabilities), worded as sentences
 //!   rather than the errno a failed `bpf()` call would give.
+//! * [`register_health`]: the `ebpf` section of `/health`, with the parts'
+//!   states, the programs' event rate and lost events, and how full each
+//!   hash map is; a part that failed degrades the exporter's status.
 
 pub mod process_io;
 pub mod tcp_state;
@@ -19,7 +22,7 @@ pub mod tcp_state;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use herakles_core::{BuildContext, Paths};
+use herakles_core::{BuildContext, HealthReport, Paths};
 use serde::Serialize;
 
 use crate::config::Config;
@@ -76,19 +79,111 @@ pub fn status(ctx: &BuildContext) -> Arc<Status> {
         .expect("creating Status cannot fail")
 }
 
+/// How full one hash map is: `bpftool map show` gives its id and
+/// `max_entries`, `bpftool map dump id ID` its entries.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MapUsage {
+    pub name: String,
+    pub id: u32,
+    pub entries: u64,
+    pub max_entries: u32,
+    pub usage_percent: f64,
+}
+
+/// The usage of every hash map of `object`. Arrays are always full and ring
+/// buffers report their losses as dropped events, so only hashes, which
+/// fill as processes and connections come, are listed.
+///
+/// Entries are counted by walking the keys, one `bpf()` call each, and only
+/// when `/health` is served: less than `bpftool map dump` of the same map,
+/// which also reads every value (30 to 40 ms for 10,240 entries here). A
+/// walk that the kernel restarts (its current key was deleted) sees keys
+/// again, so keys are counted once each.
+#[cfg(feature = "ebpf")]
+pub fn hash_map_usage(object: &libbpf_rs::Object) -> Vec<MapUsage> {
+    use libbpf_rs::{MapCore, MapType};
+    let mut out = Vec::new();
+    for map in object.maps() {
+        if !matches!(
+            map.map_type(),
+            MapType::Hash | MapType::LruHash | MapType::PercpuHash | MapType::LruPercpuHash
+        ) {
+            continue;
+        }
+        let max_entries = map.max_entries();
+        let keys: std::collections::HashSet<Vec<u8>> =
+            map.keys().take(2 * max_entries as usize + 1).collect();
+        let entries = keys.len() as u64;
+        out.push(MapUsage {
+            name: map.name().to_string_lossy().into_owned(),
+            id: map.info().map_or(0, |i| i.info.id),
+            entries,
+            max_entries,
+            usage_percent: if max_entries == 0 {
+                0.0
+            } else {
+                entries as f64 * 100.0 / f64::from(max_entries)
+            },
+        });
+    }
+    out
+}
+
 /// Put the `ebpf` section in `/health`: whether eBPF is compiled in and
-/// switched on, and each part's state.
+/// switched on; each part's state; the per-process I/O programs' events per
+/// second (over the last [`process_io::RATE_WINDOW`]), events processed and
+/// lost (the counters of herakles_ebpf_events_{processed,dropped}_total);
+/// and each hash map's usage, with the fullest as `map_usage_percent`.
+///
+/// Call it once the collectors are built: it reports the services they
+/// started. A part that failed is a problem that degrades the status; a
+/// part switched off is not.
 pub fn register_health(ctx: &BuildContext, config: &Config) {
     let status = status(ctx);
     let compiled = cfg!(feature = "ebpf");
     let enabled = config.enable_ebpf;
-    ctx.health_section("ebpf", move || {
-        serde_json::json!({
+    let io = find_service::<process_io::ProcessIo>(ctx);
+    let tcp = find_service::<tcp_state::TcpTracking>(ctx);
+    ctx.health_check("ebpf", move || {
+        let parts = status.parts();
+        let activity = io.as_ref().and_then(|io| io.activity());
+        let mut maps = activity
+            .as_ref()
+            .map(|a| a.maps.clone())
+            .unwrap_or_default();
+        maps.extend(tcp.as_ref().map(|t| t.map_usage()).unwrap_or_default());
+        let fullest = maps.iter().map(|m| m.usage_percent).reduce(f64::max);
+        let detail = serde_json::json!({
             "compiled_in": compiled,
             "enabled": enabled,
-            "parts": status.parts(),
-        })
+            "parts": parts,
+            "events_per_sec": activity.as_ref().and_then(|a| a.window).map(|w| w.per_second),
+            "events_window": activity.as_ref().and_then(|a| a.window),
+            "events_processed": activity.as_ref().map(|a| a.stats.processed),
+            "lost_events": activity.as_ref().map(|a| a.stats.dropped),
+            "map_usage_percent": fullest,
+            "maps": maps,
+        });
+        let failed: Vec<String> = parts
+            .iter()
+            .filter_map(|(part, state)| match state {
+                PartState::Failed { reason } => Some(format!("{part}: {reason}")),
+                _ => None,
+            })
+            .collect();
+        if failed.is_empty() {
+            HealthReport::ok(detail)
+        } else {
+            HealthReport::degraded(detail, failed.join("; "))
+        }
     });
+}
+
+/// The service of type `T` if something built it.
+fn find_service<T: Send + Sync + 'static>(ctx: &BuildContext) -> Option<Arc<T>> {
+    ctx.services()
+        .into_iter()
+        .find_map(|s| s.downcast::<T>().ok())
 }
 
 /// Why a part cannot be loaded here, if a reason can be told without trying:

@@ -158,6 +158,14 @@ impl TcpTracking {
         self.lock().as_ref().map(|l| l.connections(alive))
     }
 
+    /// How full each of the program's hash maps is; empty when inactive.
+    pub fn map_usage(&self) -> Vec<super::MapUsage> {
+        self.lock()
+            .as_ref()
+            .map(imp::Loaded::map_usage)
+            .unwrap_or_default()
+    }
+
     /// Detach the program and free its maps.
     pub fn shutdown(&self) {
         self.lock().take();
@@ -317,6 +325,10 @@ mod imp {
             })
         }
 
+        pub fn map_usage(&self) -> Vec<crate::ebpf::MapUsage> {
+            crate::ebpf::hash_map_usage(self.skel.object())
+        }
+
         pub fn connections(
             &self,
             alive: &dyn Fn(u32) -> bool,
@@ -360,6 +372,9 @@ mod imp {
             Err("this binary was built without the `ebpf` feature".into())
         }
         pub fn counts(&self) -> Result<Counts, String> {
+            match *self {}
+        }
+        pub fn map_usage(&self) -> Vec<crate::ebpf::MapUsage> {
             match *self {}
         }
         pub fn connections(&self, _: &dyn Fn(u32) -> bool) -> Result<Vec<(Owner, u64)>, String> {

@@ -4,6 +4,10 @@
 //! A collector that fails once and recovers keeps its `last_error` so an
 //! operator can see what happened between two Prometheus scrapes; the
 //! `last_success` timestamp says whether it has recovered since.
+//!
+//! The status is `degraded` while a collector's last run failed, or while a
+//! section (the eBPF parts, a plugin's probe) reports a problem with what
+//! the operator asked for; `problems` then says which and why.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -49,8 +53,8 @@ pub struct Health {
 }
 
 /// A part of the `/health` document computed when it is served, e.g. the
-/// state of the eBPF programs.
-pub use herakles_core::HealthSection as Section;
+/// state of the eBPF programs, with whether that part works.
+pub use herakles_core::HealthCheck as Section;
 
 #[derive(Serialize)]
 struct Report<'a> {
@@ -60,6 +64,9 @@ struct Report<'a> {
     last_scrape: Option<f64>,
     last_scrape_duration_seconds: Option<f64>,
     collectors: &'a BTreeMap<&'static str, CollectorHealth>,
+    /// Section key → why it degrades the status.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    problems: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     notes: &'a BTreeMap<String, String>,
     #[serde(flatten)]
@@ -114,8 +121,8 @@ impl Health {
         notes.insert(key.into(), text.into());
     }
 
-    /// Add a top-level key to the report whose value `f` computes each
-    /// time `/health` is served.
+    /// Add a top-level key to the report whose value, and whether it
+    /// degrades the status, `f` computes each time `/health` is served.
     pub fn section(&self, key: impl Into<String>, f: Section) {
         let mut sections = self.sections.lock().unwrap_or_else(|e| e.into_inner());
         sections.push((key.into(), f));
@@ -123,28 +130,98 @@ impl Health {
 
     /// The `/health` JSON document.
     pub fn report_json(&self) -> String {
+        // Sections first, without our locks: they read eBPF maps and take
+        // locks of their own.
+        let checks = self
+            .sections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut sections = BTreeMap::new();
+        let mut problems = BTreeMap::new();
+        for (key, check) in checks {
+            let report = check();
+            if let Some(problem) = report.problem {
+                problems.insert(key.clone(), problem);
+            }
+            sections.insert(key, report.detail);
+        }
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let notes = self.notes.lock().unwrap_or_else(|e| e.into_inner());
-        let degraded = inner
+        let failing = inner
             .collectors
             .values()
             .any(|c| !c.healthy && c.last_failure.is_some());
         let report = Report {
-            status: if degraded { "degraded" } else { "ok" },
+            status: if failing || !problems.is_empty() {
+                "degraded"
+            } else {
+                "ok"
+            },
             version: env!("CARGO_PKG_VERSION"),
             uptime_seconds: self.started.elapsed().as_secs_f64(),
             last_scrape: inner.last_scrape,
             last_scrape_duration_seconds: inner.last_scrape_duration,
             collectors: &inner.collectors,
+            problems,
             notes: &notes,
-            sections: self
-                .sections
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .map(|(k, f)| (k.clone(), f()))
-                .collect(),
+            sections,
         };
         serde_json::to_string_pretty(&report).unwrap_or_else(|_| "{}".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use herakles_core::HealthReport;
+
+    use super::*;
+
+    fn report(h: &Health) -> serde_json::Value {
+        serde_json::from_str(&h.report_json()).unwrap()
+    }
+
+    /// A section's problem degrades the status while it lasts, and says
+    /// which section and why; a plain section never does.
+    #[test]
+    fn a_section_with_a_problem_degrades_the_status() {
+        let h = Health::new(&["memory"]);
+        let broken = Arc::new(AtomicBool::new(false));
+        let b = broken.clone();
+        h.section(
+            "probe",
+            Arc::new(move || {
+                let detail = serde_json::json!({"up": !b.load(Ordering::SeqCst)});
+                if b.load(Ordering::SeqCst) {
+                    HealthReport::degraded(detail, "could not attach")
+                } else {
+                    HealthReport::ok(detail)
+                }
+            }),
+        );
+        h.section(
+            "plain",
+            Arc::new(|| HealthReport::ok(serde_json::json!({"n": 1}))),
+        );
+        let r = report(&h);
+        assert_eq!(r["status"], "ok");
+        assert!(r.get("problems").is_none(), "{r}");
+        assert_eq!(r["probe"]["up"], true);
+        assert_eq!(r["plain"]["n"], 1);
+
+        broken.store(true, Ordering::SeqCst);
+        let r = report(&h);
+        assert_eq!(r["status"], "degraded");
+        assert_eq!(
+            r["problems"],
+            serde_json::json!({"probe": "could not attach"})
+        );
+        assert_eq!(r["probe"]["up"], false);
+
+        broken.store(false, Ordering::SeqCst);
+        assert_eq!(report(&h)["status"], "ok");
     }
 }

@@ -1,6 +1,7 @@
-//! The routes: `/metrics`, `/health`, `/`, `/config`, `/subgroups`, `/doc`;
-//! any other path is 404. GET and HEAD are answered (HEAD without the body,
-//! as node_exporter does); another method on a known path is 405.
+//! The routes: the metrics at `telemetry_path` (`/metrics`), `/health`, `/`,
+//! `/config`, `/subgroups`, `/doc`; any other path is 404. GET and HEAD are
+//! answered (HEAD without the body, as node_exporter does); another method
+//! on a known path is 405.
 //!
 //! Handlers only route and format. Collection happens in
 //! [`super::scrape::Scraper`] on the blocking pool, so a slow `/proc` file
@@ -64,6 +65,9 @@ pub async fn serve(
     );
     let stats = Arc::new(Stats::default());
     {
+        // Rendered only while the exporter's own metrics are on
+        // (`enable_telemetry`): the scraper leaves every meta source out
+        // otherwise.
         let stats = stats.clone();
         app.scraper
             .add_meta_source(Box::new(move |out| stats.render(out)));
@@ -86,7 +90,7 @@ enum Route {
 /// Answer one request.
 pub async fn handle(app: Arc<App>, req: Request<()>) -> Response {
     let route = match req.uri().path() {
-        "/metrics" => Route::Metrics,
+        p if p == app.config.telemetry_path => Route::Metrics,
         "/health" if app.config.enable_health => Route::Health,
         "/" => Route::Index,
         "/config" => Route::Config,
@@ -109,7 +113,11 @@ pub async fn handle(app: Arc<App>, req: Request<()>) -> Response {
     match route {
         Route::Metrics => metrics(&app, &req).await,
         Route::Health => respond(StatusCode::OK, "application/json", app.health.report_json()),
-        Route::Index => respond(StatusCode::OK, "text/html; charset=utf-8", index_page()),
+        Route::Index => respond(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            index_page(&app.config),
+        ),
         Route::Config => respond(
             StatusCode::OK,
             "text/html; charset=utf-8",
@@ -126,7 +134,11 @@ pub async fn handle(app: Arc<App>, req: Request<()>) -> Response {
                 page("Subgroups", &body),
             )
         }
-        Route::Doc => respond(StatusCode::OK, "text/plain; charset=utf-8", doc_text()),
+        Route::Doc => respond(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            doc_text(&app.config.telemetry_path),
+        ),
     }
 }
 
@@ -219,19 +231,22 @@ fn page(title: &str, body: &str) -> String {
     )
 }
 
-fn index_page() -> String {
-    let links = [
-        ("/metrics", "Metrics"),
-        ("/health", "Health (JSON)"),
+fn index_page(config: &Config) -> String {
+    let mut links = vec![(config.telemetry_path.as_str(), "Metrics")];
+    if config.enable_health {
+        links.push(("/health", "Health (JSON)"));
+    }
+    links.extend([
         ("/config", "Effective configuration"),
         ("/subgroups", "Process subgroups"),
         ("/doc", "Reference (plain text)"),
-    ];
+    ]);
     let mut body = format!(
         "<p>herakles-node-exporter {}</p><ul>",
         env!("CARGO_PKG_VERSION")
     );
     for (href, label) in links {
+        let href = html_escape(href);
         body.push_str(&format!("<li><a href=\"{href}\">{label}</a></li>"));
     }
     body.push_str("</ul>");
@@ -257,12 +272,13 @@ fn config_page(config: &Config, web: &Redacted) -> String {
 }
 
 /// The `/doc` reference: endpoints, collectors and every config key, all
-/// generated from the code so it cannot go stale.
-pub fn doc_text() -> String {
+/// generated from the code so it cannot go stale. `metrics` is the
+/// telemetry path.
+pub fn doc_text(metrics: &str) -> String {
     let mut s = format!(
         "herakles-node-exporter {}\n\n\
          ENDPOINTS\n\
-         \x20 /metrics    Prometheus metrics; ?collect[]=NAME or ?exclude[]=NAME select collectors\n\
+         \x20 {metrics:<11} Prometheus metrics; ?collect[]=NAME or ?exclude[]=NAME select collectors\n\
          \x20 /health     JSON: status, uptime, last scrape, per-collector last success and error\n\
          \x20 /config     effective configuration (HTML)\n\
          \x20 /subgroups  process classification rules (HTML)\n\

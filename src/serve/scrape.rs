@@ -336,6 +336,9 @@ pub struct Scraper {
     state: Mutex<State>,
     health: Arc<Health>,
     build_info: String,
+    /// Whether the exporter's own metrics go out (`enable_telemetry`): its
+    /// `process_*`, the cache's and the meta sources' (the HTTP server's).
+    exporter_metrics: bool,
     meta_sources: Mutex<Vec<MetaSource>>,
 }
 
@@ -347,6 +350,7 @@ impl Scraper {
         cache_ttl: Duration,
         parallelism: usize,
         health: Arc<Health>,
+        exporter_metrics: bool,
     ) -> Arc<Scraper> {
         let slots = collectors
             .into_iter()
@@ -376,6 +380,7 @@ impl Scraper {
             state: Mutex::default(),
             health,
             build_info: build.to_text(),
+            exporter_metrics,
             meta_sources: Mutex::default(),
         })
     }
@@ -520,23 +525,27 @@ impl Scraper {
                 .sample(&labels, slot.parse_errors.load(Ordering::Relaxed) as f64);
             outcomes.push(outcome);
         }
-        if !self.cache_ttl.is_zero() {
-            self.state().cache.render(&mut meta);
-        }
-        for source in self
-            .meta_sources
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            source(&mut meta);
+        if self.exporter_metrics {
+            if !self.cache_ttl.is_zero() {
+                self.state().cache.render(&mut meta);
+            }
+            for source in self
+                .meta_sources
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+            {
+                source(&mut meta);
+            }
         }
 
         let mut text = String::with_capacity(64 * 1024);
         merged.encode(&mut text);
         meta.encode(&mut text);
         text.push_str(&self.build_info);
-        text.push_str(&self_metrics());
+        if self.exporter_metrics {
+            text.push_str(&self_metrics());
+        }
         ScrapeOutput {
             text: Bytes::from(text),
             gzip: OnceLock::new(),
@@ -738,6 +747,7 @@ mod tests {
             secs(60),
             2,
             Arc::new(Health::new(&[])),
+            true,
         );
         scraper.finish(vec![0], &output(10));
         tokio::time::sleep(secs(30)).await;

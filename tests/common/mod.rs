@@ -158,7 +158,12 @@ impl Running {
                 .iter()
                 .find_map(|scheme| line.split(scheme).nth(1));
             if let Some(rest) = rest {
-                let a = rest.split_whitespace().next().unwrap();
+                // Up to the end of the address, whatever the log format
+                // puts after it (a space, logfmt's closing quote, JSON's).
+                let a: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || ".:[]".contains(*c))
+                    .collect();
                 break a.parse().unwrap();
             }
         };
@@ -194,6 +199,38 @@ impl Drop for Running {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Assert that `path` answers GET and HEAD alike (HEAD: same status and
+/// headers, no body) and refuses other methods with 405 and `Allow`.
+pub fn assert_get_and_head_only(addr: SocketAddr, path: &str) {
+    let get = get(addr, path);
+    assert_eq!(get.status, 200, "GET {path}");
+    let head = request(addr, "HEAD", path, &[]);
+    assert_eq!(head.status, 200, "HEAD {path}");
+    assert!(head.body.is_empty(), "HEAD {path} sent a body");
+    assert_eq!(head.header("content-type"), get.header("content-type"));
+    let length: usize = head.header("content-length").unwrap().parse().unwrap();
+    assert!(length > 0, "HEAD {path}: Content-Length {length}");
+    for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
+        let resp = request(addr, method, path, &[]);
+        assert_eq!(resp.status, 405, "{method} {path}");
+        assert_eq!(resp.header("allow"), Some("GET, HEAD"), "{method} {path}");
+    }
+}
+
+/// Whether the exporter's eBPF programs can load here; prints why not.
+pub fn can_load_ebpf() -> bool {
+    if !std::path::Path::new("/sys/kernel/btf/vmlinux").is_file() {
+        eprintln!("SKIPPED: no /sys/kernel/btf/vmlinux, the eBPF programs cannot load here");
+        return false;
+    }
+    let caps = herakles_node_exporter::util::caps::effective().unwrap_or(0);
+    if caps & (1 << 39) == 0 && caps & (1 << 21) == 0 {
+        eprintln!("SKIPPED: no CAP_BPF/CAP_SYS_ADMIN, the eBPF programs cannot load here");
+        return false;
+    }
+    true
 }
 
 /// promtool lints we accept, each for a stated reason.

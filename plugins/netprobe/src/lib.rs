@@ -25,8 +25,8 @@ use std::time::Duration;
 use herakles_core::schemars::JsonSchema;
 use herakles_core::serde_json;
 use herakles_core::{
-    inventory, BuildCollector, BuildContext, Collector, Desc, MetricSink, Registration, Result,
-    ScrapeContext,
+    inventory, BuildCollector, BuildContext, Collector, Desc, HealthReport, MetricSink,
+    Registration, Result, ScrapeContext,
 };
 use serde::{Deserialize, Serialize};
 
@@ -227,9 +227,10 @@ impl BuildCollector for Netprobe {
             }
         };
         // netprobe_up says whether it works; /health says why not, and where
-        // it is attached when it does.
+        // it is attached when it does. The operator enabled netprobe (it is
+        // off by default), so while it is down the exporter is degraded.
         let shown = snapshot.clone();
-        ctx.health_section("netprobe", move || {
+        ctx.health_check("netprobe", move || {
             let snap = shown.lock().unwrap_or_else(|e| e.into_inner());
             let interfaces: Vec<&str> = snap.interfaces.iter().map(|i| i.name.as_str()).collect();
             let last_loss = snap.last_loss.as_ref().map(|l| {
@@ -239,7 +240,7 @@ impl BuildCollector for Netprobe {
                     "unix_time": l.unix,
                 })
             });
-            serde_json::json!({
+            let detail = serde_json::json!({
                 "up": snap.up,
                 "attach": mode,
                 "filter_handle": snap.filter_handle.map(|h| format!("{h:#x}")),
@@ -248,7 +249,11 @@ impl BuildCollector for Netprobe {
                 "filters_lost": snap.hooks_lost,
                 "last_filter_lost": last_loss,
                 "error": failure,
-            })
+            });
+            match down_because(&snap, failure.as_deref()) {
+                Some(why) => HealthReport::degraded(detail, why),
+                None => HealthReport::ok(detail),
+            }
         });
         Ok(Netprobe {
             active_only: config.active_only,
@@ -256,6 +261,30 @@ impl BuildCollector for Netprobe {
             probe: Mutex::new(probe),
         })
     }
+}
+
+/// Why `netprobe_up` is 0, for `/health`'s list of problems; `None` while
+/// it is 1.
+fn down_because(snap: &Snapshot, failure: Option<&str>) -> Option<String> {
+    if snap.up {
+        return None;
+    }
+    if let Some(f) = failure {
+        return Some(format!("not running: {f}"));
+    }
+    if !snap.not_counted.is_empty() {
+        let list: Vec<String> = snap
+            .not_counted
+            .iter()
+            .map(|(name, why)| format!("{name}: {why}"))
+            .collect();
+        return Some(format!("interfaces not counted: {}", list.join("; ")));
+    }
+    Some(
+        "the last collection interval was not counted in full (a filter was lost or a \
+         counter could not be read; see the log)"
+            .into(),
+    )
 }
 
 inventory::submit! {

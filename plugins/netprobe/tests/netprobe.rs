@@ -460,19 +460,22 @@ fn a_filter_removed_by_someone_else_is_noticed_and_attached_again() {
         let pristine = tc_state("lo");
         let ctx = BuildContext::new(Paths::default(), Arc::new(()));
         let probe = Netprobe::build(config(&["lo"]), &ctx).unwrap();
-        let health = || {
-            let (_, section) = ctx
-                .health_sections()
+        // The section, and the problem it reports to the exporter's status.
+        let report = || {
+            let (_, check) = ctx
+                .health_checks()
                 .into_iter()
                 .find(|(k, _)| k == "netprobe")
                 .expect("a netprobe /health section");
-            section()
+            check()
         };
+        let health = || report().detail;
         let lost = |c: &Collected| c.value("netprobe_filters_lost_total", &[]).unwrap();
         let up = |c: &Collected| c.value("netprobe_up", &[]) == Some(1.0);
         let ours = format!("pref 7 handle {FILTER_HANDLE:#x} bpf");
         assert_eq!(lost(&scrape(&probe)), 0.0);
         assert_eq!(health()["filters_lost"], 0, "{}", health());
+        assert_eq!(report().problem, None);
 
         // 1. Our ingress filter is deleted.
         run(&format!("tc filter del dev lo ingress {ours}"));
@@ -507,6 +510,8 @@ fn a_filter_removed_by_someone_else_is_noticed_and_attached_again() {
         );
         let why = h["not_counted"]["lo"].as_str().unwrap_or_default();
         assert!(why.contains("choose another tc_priority"), "{h}");
+        let problem = report().problem.expect("netprobe down is a problem");
+        assert_eq!(problem, format!("interfaces not counted: lo: {why}"));
         let state = tc_state("lo");
         assert!(state.contains("bytecode '1,6 0 0 0'"), "{state}");
         assert!(!state.contains("netprobe_"), "{state}");
@@ -518,6 +523,7 @@ fn a_filter_removed_by_someone_else_is_noticed_and_attached_again() {
             health()["not_counted"],
             herakles_core::serde_json::json!({})
         );
+        assert_eq!(report().problem, None);
         counts_udp_over_lo_exactly(&probe, 200, 1000);
 
         // 4. The whole qdisc is deleted: we create it again, and so remove

@@ -15,8 +15,8 @@ use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, OpenObject, RingBuffer, RingBufferBuilder};
 
 use super::{
-    off, parse_exit_record, parse_io, parse_net, Exited, PartState, ProcessIoConfig, Raw, Settings,
-    Stats, Status, DISK, NETWORK, POLL,
+    off, parse_exit_record, parse_io, parse_net, Activity, EventRate, Exited, PartState,
+    ProcessIoConfig, Raw, Sample, Settings, Stats, Status, DISK, NETWORK, POLL, RATE_SAMPLE,
 };
 
 #[allow(clippy::all, dead_code, non_camel_case_types, unused_imports)]
@@ -50,6 +50,8 @@ struct Loaded {
     ring: Arc<Mutex<Ring>>,
     stop: Arc<AtomicBool>,
     poller: Option<JoinHandle<()>>,
+    /// Samples of the event counters, taken by the poller.
+    rate: Arc<Mutex<EventRate>>,
     /// BPF_ENABLE_STATS: run-time accounting lasts while this fd is open.
     /// Holds BPF run-time statistics on (`cpu_stats`) while it lives.
     stats_fd: Option<OwnedFd>,
@@ -148,6 +150,14 @@ impl Loader {
         })
     }
 
+    pub fn activity(&self) -> Option<Activity> {
+        self.with(|l| Activity {
+            stats: stats(l),
+            window: l.rate.lock().unwrap_or_else(|e| e.into_inner()).window(),
+            maps: crate::ebpf::hash_map_usage(l.skel.object()),
+        })
+    }
+
     pub fn shutdown(&self) {
         let l = self.loaded.lock().unwrap_or_else(|e| e.into_inner()).take();
         drop(l);
@@ -170,23 +180,13 @@ fn entries(map: &dyn MapCore) -> Vec<(Vec<u8>, Vec<u8>)> {
 }
 
 fn stats(l: &Loaded) -> Stats {
+    let (processed, dropped) = event_counters(&l.skel.maps.stats);
     let mut s = Stats {
         maps: l.skel.object().maps().count() as u64,
+        processed,
+        dropped,
         ..Stats::default()
     };
-    for (index, slot) in [(0u32, &mut s.processed), (1, &mut s.dropped)] {
-        if let Ok(Some(per_cpu)) = l
-            .skel
-            .maps
-            .stats
-            .lookup_percpu(&index.to_ne_bytes(), MapFlags::ANY)
-        {
-            *slot = per_cpu
-                .iter()
-                .filter_map(|v| Some(u64::from_ne_bytes(v.get(..8)?.try_into().ok()?)))
-                .sum();
-        }
-    }
     if l.stats_fd.is_some() {
         let ns: u64 = l
             .skel
@@ -197,6 +197,33 @@ fn stats(l: &Loaded) -> Stats {
         s.cpu_seconds = Some(ns as f64 / 1e9);
     }
     s
+}
+
+/// The `stats` map's processed and dropped events, summed over CPUs.
+fn event_counters(map: &dyn MapCore) -> (u64, u64) {
+    let sum = |index: u32| -> u64 {
+        match map.lookup_percpu(&index.to_ne_bytes(), MapFlags::ANY) {
+            Ok(Some(per_cpu)) => per_cpu
+                .iter()
+                .filter_map(|v| Some(u64::from_ne_bytes(v.get(..8)?.try_into().ok()?)))
+                .sum(),
+            _ => 0,
+        }
+    };
+    (sum(0), sum(1))
+}
+
+/// A sample of the event counters now.
+fn sample(stats: &dyn MapCore) -> Sample {
+    let at = std::time::Instant::now();
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    Sample {
+        at,
+        unix,
+        processed: event_counters(stats).0,
+    }
 }
 
 /// Nanoseconds the program has run since BPF_ENABLE_STATS was turned on.
@@ -346,15 +373,28 @@ fn load(
     };
     let ring = Arc::new(Mutex::new(Ring { ring, pending }));
     let stop = Arc::new(AtomicBool::new(false));
+    let stats_map =
+        MapHandle::try_from(&skel.maps.stats).map_err(|e| format!("event counters: {e}"))?;
+    let rate = Arc::new(Mutex::new(EventRate::default()));
+    rate.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(sample(&stats_map));
     let poller = {
-        let (ring, stop) = (ring.clone(), stop.clone());
+        let (ring, stop, rate) = (ring.clone(), stop.clone(), rate.clone());
         std::thread::Builder::new()
             .name("ebpf-exits".into())
             .spawn(move || {
+                let mut next_sample = std::time::Instant::now() + RATE_SAMPLE;
                 while !stop.load(Ordering::Relaxed) {
                     let records = ring.lock().unwrap_or_else(|e| e.into_inner()).drain();
                     if !records.is_empty() {
                         fold(records);
+                    }
+                    let now = std::time::Instant::now();
+                    if now >= next_sample {
+                        next_sample = now + RATE_SAMPLE;
+                        let s = sample(&stats_map);
+                        rate.lock().unwrap_or_else(|e| e.into_inner()).push(s);
                     }
                     std::thread::sleep(POLL);
                 }
@@ -368,6 +408,7 @@ fn load(
             ring,
             stop,
             poller: Some(poller),
+            rate,
             stats_fd: if sizes.cpu_stats {
                 enable_stats()
             } else {

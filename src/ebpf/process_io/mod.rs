@@ -36,8 +36,9 @@ mod stub;
 #[cfg(not(feature = "ebpf"))]
 use stub as loader;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use herakles_core::{BuildContext, Paths, Result, ScrapeContext};
 use schemars::JsonSchema;
@@ -56,7 +57,13 @@ pub const NETWORK: &str = "network";
 pub const DISK: &str = "disk";
 
 /// How often the poller thread drains the exit ring buffer.
-pub const POLL: std::time::Duration = std::time::Duration::from_millis(100);
+pub const POLL: Duration = Duration::from_millis(100);
+
+/// How often the poller samples the event counters for `/health`'s rate,
+/// and how far back that rate looks: long enough to smooth bursts, short
+/// enough that a change shows within seconds.
+pub const RATE_SAMPLE: Duration = Duration::from_secs(1);
+pub const RATE_WINDOW: Duration = Duration::from_secs(10);
 
 /// The `ebpf_io` collector's section: sizes of the kernel-side maps. The
 /// maps are LRU hashes, so these bound memory however many processes run;
@@ -152,6 +159,76 @@ pub struct Stats {
     pub maps: u64,
     /// Present while run-time statistics are on (`cpu_stats`).
     pub cpu_seconds: Option<f64>,
+}
+
+/// The event counters at one moment.
+#[derive(Clone, Copy, Debug)]
+pub struct Sample {
+    pub at: Instant,
+    /// The same moment as Unix time, for `/health`.
+    pub unix: f64,
+    pub processed: u64,
+}
+
+/// Samples of the last [`RATE_WINDOW`], oldest first, from which `/health`
+/// computes events per second. Sampled by the poller thread on its own
+/// clock, so the rate does not depend on who reads `/health` or how often.
+#[derive(Debug, Default)]
+pub struct EventRate {
+    samples: VecDeque<Sample>,
+}
+
+/// Events over the window the samples span.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Window {
+    /// Unix times of the first and last sample.
+    pub from: f64,
+    pub to: f64,
+    pub seconds: f64,
+    /// Events processed between the two.
+    pub events: u64,
+    pub per_second: f64,
+}
+
+impl EventRate {
+    pub fn push(&mut self, sample: Sample) {
+        self.samples.push_back(sample);
+        while self
+            .samples
+            .front()
+            .is_some_and(|first| sample.at.duration_since(first.at) > RATE_WINDOW)
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    /// The rate over the samples kept; `None` until two samples apart in
+    /// time exist.
+    pub fn window(&self) -> Option<Window> {
+        let (first, last) = (self.samples.front()?, self.samples.back()?);
+        let seconds = last.at.duration_since(first.at).as_secs_f64();
+        if seconds <= 0.0 {
+            return None;
+        }
+        let events = last.processed.saturating_sub(first.processed);
+        Some(Window {
+            from: first.unix,
+            to: last.unix,
+            seconds,
+            events,
+            per_second: events as f64 / seconds,
+        })
+    }
+}
+
+/// What `/health` shows of the programs' own activity.
+#[derive(Clone, Debug)]
+pub struct Activity {
+    /// The counters now: herakles_ebpf_events_{processed,dropped}_total.
+    pub stats: Stats,
+    pub window: Option<Window>,
+    /// Usage of each hash map.
+    pub maps: Vec<super::MapUsage>,
 }
 
 /// Everything one scrape exports, after search_mode/disable_others.
@@ -285,6 +362,11 @@ impl ProcessIo {
         self.loader.active()
     }
 
+    /// The programs' activity for `/health`; `None` when no part runs.
+    pub fn activity(&self) -> Option<Activity> {
+        self.loader.activity()
+    }
+
     /// The tgids in the network and block maps now, for tests and the
     /// bench to check that exited processes are gone.
     pub fn tracked(&self) -> Option<(Vec<u32>, Vec<u32>)> {
@@ -414,6 +496,32 @@ fn off(settings: &Settings, paths: &Paths, enabled: bool, switch: &str) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The rate is over the samples of the last window, whoever reads it
+    /// and whenever.
+    #[test]
+    fn the_rate_spans_the_last_window_of_samples() {
+        let t0 = Instant::now();
+        let mut r = EventRate::default();
+        let sample = |secs: u64, processed: u64| Sample {
+            at: t0 + Duration::from_secs(secs),
+            unix: 1000.0 + secs as f64,
+            processed,
+        };
+        r.push(sample(0, 50));
+        assert_eq!(r.window(), None, "one sample is no rate");
+        r.push(sample(1, 150));
+        let w = r.window().unwrap();
+        assert_eq!((w.events, w.seconds, w.per_second), (100, 1.0, 100.0));
+        for s in 2..=12 {
+            r.push(sample(s, 150 + (s - 1) * 30));
+        }
+        // Samples 2 to 12: the window is the last ten seconds.
+        let w = r.window().unwrap();
+        assert_eq!((w.from, w.to, w.seconds), (1002.0, 1012.0, 10.0));
+        assert_eq!(w.events, 300);
+        assert_eq!(w.per_second, 30.0);
+    }
 
     /// The map sizes come from the `ebpf_io` section, found by its type.
     #[test]

@@ -3,7 +3,7 @@
 
 use herakles_core::Paths;
 
-use super::{off, Exited, Raw, Settings, Status, DISK, NETWORK};
+use super::{off, Activity, Exited, Raw, Settings, Status, DISK, NETWORK};
 
 /// Without the `ebpf` feature nothing loads; preflight says why.
 pub struct Loader;
@@ -35,6 +35,9 @@ impl Loader {
         false
     }
     pub fn read(&self) -> Option<Raw> {
+        None
+    }
+    pub fn activity(&self) -> Option<Activity> {
         None
     }
     pub fn shutdown(&self) {}
