@@ -83,23 +83,22 @@ pub fn show_user_config(file: Option<&LoadedFile>, format: Format) -> i32 {
 /// `--check-config`: load the web config (or the `enable_tls` files), build
 /// every enabled collector, then release them.
 pub fn check(ctx: &BuildContext, config: &Config) -> i32 {
-    match crate::web::configured(config) {
-        Ok(web) => {
-            if let Some(summary) = web_summary(&web) {
-                println!("web configuration OK: {summary}");
-            }
-        }
+    let web = match crate::web::configured(config) {
+        Ok(web) => web,
         Err(e) => {
             eprintln!("error: {e}");
             return 2;
         }
-    }
+    };
     match build_collectors_in(ctx, config) {
         Ok(built) => {
             for (_, c) in &built {
                 c.shutdown();
             }
             println!("configuration OK ({} collectors enabled)", built.len());
+            if let Some(summary) = web_summary(&web) {
+                println!("web configuration OK: {summary}");
+            }
             0
         }
         Err(e) => {

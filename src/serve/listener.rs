@@ -233,6 +233,8 @@ pub async fn serve(
     registry.wait_empty().await;
 }
 
+/// Accept on `listener` until dropped, each connection in a task of its
+/// own with the slot's current web security.
 async fn accept_loop(
     listener: TcpListener,
     registry: &Arc<Registry>,

@@ -184,10 +184,10 @@ fn systemd_listener(fd: RawFd) -> Result<TcpListener, String> {
     // SAFETY: LISTEN_PID names this process, so systemd passed descriptors
     // LISTEN_FDS_START.. to us; each is taken once, here.
     let socket = unsafe { Socket::from_raw_fd(fd) };
-    let is_stream = socket
+    let kind = socket
         .r#type()
         .map_err(|e| bad(format!("is not a socket ({e})")))?;
-    if is_stream != Type::STREAM {
+    if kind != Type::STREAM {
         return Err(bad("is not a stream socket".into()));
     }
     let addr = socket
