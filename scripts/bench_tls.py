@@ -3,13 +3,14 @@
 Usage: bench_tls.py BIN N
 
 Serves the same test data (`generate-testdata --seed 1`, so collection
-costs next to nothing and what is measured is the serving) three ways:
-plain HTTP, HTTPS (ECDSA P-256 certificate, TLS 1.3) and HTTPS with basic
-auth (bcrypt cost 10), each from a fresh exporter, and scrapes each N
-times over one kept-alive connection (as Prometheus does) and N times
-with a new connection per scrape (a full handshake each time: no session
-resumption, as Go's HTTP client does by default). Bodies are not gzipped,
-so the figures are the transport's, not the compressor's.
+costs little and what differs is the serving) three ways at once: plain
+HTTP, HTTPS (ECDSA P-256 certificate, TLS 1.3) and HTTPS with basic auth
+(bcrypt cost 10), one exporter each, and scrapes each N times over one
+kept-alive connection (as Prometheus does) and N times with a new
+connection per scrape (a full handshake each time: no session resumption,
+as Go's HTTP client does by default). The scrapes go to the three in turn,
+so a shared machine's drift touches all alike. Bodies are not gzipped, so
+the figures are the transport's, not the compressor's.
 
 Prints one row per way and connection mode: latency percentiles as this
 client sees them, the exporter's CPU time per scrape (utime + stime from
@@ -89,24 +90,27 @@ def scrape(conn, headers):
     return len(body)
 
 
-def run(exp, context, headers, n, keep_alive):
-    """N scrapes; latencies (s) and exporter CPU seconds per scrape."""
-    latencies = []
-    conn = connect(exp, context) if keep_alive else None
-    cpu_before = cpu_seconds(exp.proc.pid)
+def run(ways, context, n, keep_alive):
+    """N scrapes of each way, interleaved (one of each in turn, so that a
+    shared machine's drift touches all alike); per way the sorted
+    latencies (s) and the exporter's CPU seconds per scrape."""
+    conns = [connect(exp, context) for _, exp, _ in ways] if keep_alive else []
+    latencies = [[] for _ in ways]
+    cpu_before = [cpu_seconds(exp.proc.pid) for _, exp, _ in ways]
     for _ in range(n):
-        t = time.perf_counter()
-        if keep_alive:
-            scrape(conn, headers)
-        else:
-            c = connect(exp, context)
-            scrape(c, {**headers, "Connection": "close"})
-            c.close()
-        latencies.append(time.perf_counter() - t)
-    cpu = cpu_seconds(exp.proc.pid) - cpu_before
-    if conn:
-        conn.close()
-    return sorted(latencies), cpu / n
+        for i, (_, exp, headers) in enumerate(ways):
+            t = time.perf_counter()
+            if keep_alive:
+                scrape(conns[i], headers)
+            else:
+                c = connect(exp, context)
+                scrape(c, {**headers, "Connection": "close"})
+                c.close()
+            latencies[i].append(time.perf_counter() - t)
+    for c in conns:
+        c.close()
+    return [(sorted(latencies[i]), (cpu_seconds(exp.proc.pid) - cpu_before[i]) / n)
+            for i, (_, exp, _) in enumerate(ways)]
 
 
 def main():
@@ -115,28 +119,34 @@ def main():
     setup(bin_path, tmp)
     context = ssl.create_default_context(cafile=os.path.join(tmp, "server.crt"))
     token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-    ways = [
+    specs = [
         ("HTTP", [], {}),
         ("HTTPS", ["--web.config.file", "tls.yml"], {}),
         ("HTTPS + basic auth", ["--web.config.file", "auth.yml"],
          {"Authorization": f"Basic {token}"}),
     ]
-    rows, rss, size = [], {}, 0
-    for name, args, headers in ways:
-        exp = Exporter(bin_path, tmp, args)
-        try:
+    ways = []
+    try:
+        for name, args, headers in specs:
+            ways.append((name, Exporter(bin_path, tmp, args), headers))
+        size = 0
+        for _, exp, headers in ways:
             conn = connect(exp, context)
             for _ in range(20):  # warm-up; the first auth runs bcrypt once
                 size = scrape(conn, headers)
             conn.close()
-            for keep_alive in (True, False):
-                lat, cpu = run(exp, context, headers, n, keep_alive)
-                rows.append((name, "kept alive" if keep_alive else "new each scrape", lat, cpu))
-            rss[name] = rss_kib(exp.proc.pid)
-        finally:
+        rows = []
+        for keep_alive in (True, False):
+            mode = "kept alive" if keep_alive else "new each scrape"
+            for (name, _, _), (lat, cpu) in zip(ways, run(ways, context, n, keep_alive)):
+                rows.append((name, mode, lat, cpu))
+        rss = {name: rss_kib(exp.proc.pid) for name, exp, _ in ways}
+    finally:
+        for _, exp, _ in ways:
             exp.stop()
     p = lambda lat, q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000
-    print(f"{n} scrapes per row, body {size} bytes (test data, no gzip)\n")
+    print(f"{n} scrapes per row, interleaved across the three exporters; "
+          f"body {size} bytes (test data, no gzip)\n")
     print(f"{'serving':<20} {'connection':<16} {'median ms':>9} {'p90 ms':>8} {'p99 ms':>8} "
           f"{'CPU ms/scrape':>13} {'RSS KiB':>8}")
     for name, mode, lat, cpu in rows:
@@ -147,7 +157,7 @@ def main():
     print(f"\nTLS handshake (HTTPS new connection minus kept alive): "
           f"{(statistics.median(https_new[2]) - statistics.median(https_kept[2])) * 1000:.3f} ms "
           f"latency, {(https_new[3] - https_kept[3]) * 1000:.3f} ms exporter CPU")
-    print(f"RSS: HTTPS {rss['HTTPS'] - rss['HTTP']:+d} KiB, HTTPS + basic auth "
+    print(f"RSS after all scrapes: HTTPS {rss['HTTPS'] - rss['HTTP']:+d} KiB, HTTPS + basic auth "
           f"{rss['HTTPS + basic auth'] - rss['HTTP']:+d} KiB against HTTP")
 
 
