@@ -17,6 +17,7 @@ use crate::serve::health::Health;
 use crate::serve::http;
 use crate::serve::scrape::Scraper;
 use crate::testdata::{Source, TestDataCollector};
+use crate::web::{WebSecurity, WebSlot};
 
 /// Built collectors, with their names, in run order.
 pub type Built = Vec<(&'static str, Box<dyn Collector>)>;
@@ -71,6 +72,9 @@ pub struct Exporter {
     pub config: Arc<Config>,
     /// The `/subgroups` page, when classification rules were loaded.
     pub subgroups: Option<http::SubgroupsPage>,
+    /// TLS, basic auth and headers for new connections (see
+    /// [`Exporter::web_slot`]).
+    web: WebSlot,
 }
 
 impl Exporter {
@@ -91,7 +95,24 @@ impl Exporter {
             health,
             config: Arc::new(config),
             subgroups: None,
+            web: WebSlot::new(WebSecurity::plain_http()),
         }
+    }
+
+    /// Serve with `web` (from [`crate::web::configured`]) instead of plain
+    /// HTTP.
+    pub fn with_web(self, web: WebSecurity) -> Exporter {
+        self.web.replace(web);
+        self
+    }
+
+    /// The slot holding the web security new connections get. Take it
+    /// before [`Exporter::serve`] consumes the exporter; a reload puts a
+    /// new [`WebSecurity`] in with [`WebSlot::replace`], and every
+    /// connection accepted after that uses it (kept-alive ones finish with
+    /// what they started with).
+    pub fn web_slot(&self) -> WebSlot {
+        self.web.clone()
     }
 
     /// Serve `/subgroups` from `classifier`: the `subgroups --verbose` table,
@@ -112,32 +133,27 @@ impl Exporter {
         self
     }
 
-    /// Bind and serve until `shutdown` resolves. Returns the bound address
-    /// through `on_bound` before serving (port 0 picks a free port).
+    /// Serve on `listeners` (from [`crate::serve::sockets::listen`]) until
+    /// `shutdown` resolves.
     pub async fn serve(
         self,
+        listeners: Vec<std::net::TcpListener>,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-        on_bound: impl FnOnce(std::net::SocketAddr),
     ) -> Result<(), String> {
-        let ip: std::net::IpAddr = self
-            .config
-            .bind
-            .parse()
-            .map_err(|_| format!("invalid bind address {:?}", self.config.bind))?;
-        let addr = std::net::SocketAddr::new(ip, self.config.port);
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        let bound = listener.local_addr().map_err(|e| e.to_string())?;
-        on_bound(bound);
+        let listeners = listeners
+            .into_iter()
+            .map(tokio::net::TcpListener::from_std)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("cannot serve the listening socket: {e}"))?;
         let app = Arc::new(http::App {
             scraper: self.scraper.clone(),
             health: self.health.clone(),
             limiter: Arc::new(tokio::sync::Semaphore::new(self.config.max_requests)),
             config: self.config.clone(),
             subgroups: self.subgroups.clone(),
+            web: self.web.clone(),
         });
-        http::serve(listener, app, shutdown).await;
+        http::serve(listeners, app, shutdown).await;
         Ok(())
     }
 }
@@ -165,10 +181,20 @@ pub fn run(
 ) -> i32 {
     crate::logging::init(config.log_level, config.log_format);
     crate::serve::listener::raise_fd_limit();
-    if config.enable_tls {
-        tracing::error!("TLS is not supported by this build; terminate TLS in a proxy");
-        return 2;
-    }
+    let web = match crate::web::configured(&config) {
+        Ok(web) => web,
+        Err(e) => {
+            tracing::error!("{e}");
+            return 2;
+        }
+    };
+    let web = match WebSecurity::new(&web) {
+        Ok(web) => web,
+        Err(e) => {
+            tracing::error!("{e}");
+            return 2;
+        }
+    };
     let collectors = match collectors_or_build(test_data, ctx, &config) {
         Ok(c) => c,
         Err(e) => {
@@ -185,6 +211,7 @@ pub fn run(
     };
     crate::ebpf::register_health(ctx, &config);
     let exporter = Exporter::new(config, collectors)
+        .with_web(web)
         .with_subgroups_page(classifier)
         .with_health_sections(ctx);
     let scraper = exporter.scraper.clone();
@@ -193,19 +220,28 @@ pub fn run(
         // logged must stop the exporter cleanly (netprobe's filters come
         // off), not kill it with the default action.
         let stop = shutdown_signal();
+        let listeners = match crate::serve::sockets::listen(&exporter.config) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("{e}");
+                return 1;
+            }
+        };
+        let scheme = match exporter.web.current().tls() {
+            Some(_) => "https",
+            None => "http",
+        };
+        for addr in listeners.iter().filter_map(|l| l.local_addr().ok()) {
+            tracing::info!(
+                version = env!("CARGO_PKG_VERSION"),
+                "listening on {scheme}://{addr}"
+            );
+        }
         let (tx, rx) = tokio::sync::watch::channel(false);
-        let mut server = tokio::spawn(exporter.serve(
-            async move {
-                let mut rx = rx;
-                let _ = rx.wait_for(|stop| *stop).await;
-            },
-            |addr| {
-                tracing::info!(
-                    version = env!("CARGO_PKG_VERSION"),
-                    "listening on http://{addr}"
-                );
-            },
-        ));
+        let mut server = tokio::spawn(exporter.serve(listeners, async move {
+            let mut rx = rx;
+            let _ = rx.wait_for(|stop| *stop).await;
+        }));
         tokio::select! {
             res = &mut server => return match res {
                 Ok(Ok(())) => 0,

@@ -25,6 +25,7 @@ use super::listener::{Limits, Stats};
 use super::scrape::Scraper;
 use crate::config::{Config, Format};
 use crate::util::html_escape;
+use crate::web::{Redacted, WebSlot};
 
 /// The exposition format version we write.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -43,13 +44,15 @@ pub struct App {
     /// Bounds concurrent `/metrics` requests (`--web.max-requests`).
     pub limiter: Arc<Semaphore>,
     pub subgroups: Option<SubgroupsPage>,
+    /// The web security connections are served with; `/config` shows it.
+    pub web: WebSlot,
 }
 
-/// Serve `app` on `listener` until `shutdown` resolves, then finish
+/// Serve `app` on `listeners` until `shutdown` resolves, then finish
 /// in-flight requests. The connection bound is sized from the descriptors
 /// left now, after the collectors opened theirs.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listeners: Vec<tokio::net::TcpListener>,
     app: Arc<App>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
@@ -69,8 +72,9 @@ pub async fn serve(
         app.scraper
             .add_meta_source(Box::new(move |out| stats.render(out)));
     }
+    let web = app.web.clone();
     let handler = move |req| handle(app.clone(), req);
-    super::listener::serve(listener, handler, limits, stats, shutdown).await;
+    super::listener::serve(listeners, web, handler, limits, stats, shutdown).await;
 }
 
 /// The paths we serve.
@@ -117,7 +121,7 @@ pub async fn handle(app: Arc<App>, req: Request<()>) -> Response {
         Route::Config => respond(
             StatusCode::OK,
             "text/html; charset=utf-8",
-            config_page(&app.config),
+            config_page(&app.config, app.web.current().redacted()),
         ),
         Route::Subgroups => {
             let body = match &app.subgroups {
@@ -249,13 +253,21 @@ fn index_page(config: &Config) -> String {
     page("herakles-node-exporter", &body)
 }
 
-fn config_page(config: &Config) -> String {
-    let yaml = Format::Yaml
-        .to_string(config)
-        .unwrap_or_else(|e| format!("cannot render config: {e}"));
+/// The effective configuration, and the web configuration in force, as
+/// [`Redacted`] shows it: file names and user names, no secret.
+fn config_page(config: &Config, web: &Redacted) -> String {
+    fn yaml(value: &impl serde::Serialize) -> String {
+        Format::Yaml
+            .to_string(value)
+            .unwrap_or_else(|e| format!("cannot render config: {e}"))
+    }
     page(
         "Effective configuration",
-        &format!("<pre>{}</pre>", html_escape(&yaml)),
+        &format!(
+            "<pre>{}</pre>\n<h2>Web configuration</h2>\n<pre>{}</pre>",
+            html_escape(&yaml(config)),
+            html_escape(&yaml(web))
+        ),
     )
 }
 
