@@ -210,6 +210,24 @@ const KEY_FLAGS: &[KeyFlag] = {
             "TLS private key (PEM)",
         ),
         flag(
+            "web.config.file",
+            "web_config_file",
+            Takes("FILE"),
+            "Web config file (exporter-toolkit format): HTTPS, client certificates, basic auth, headers",
+        ),
+        flag(
+            "web.listen-address",
+            "listen_addresses",
+            List("ADDR"),
+            "Listen on host:port, [IPv6]:port or :port; repeat for more (instead of --bind and --port)",
+        ),
+        flag(
+            "web.systemd-socket",
+            "systemd_socket",
+            Sets("true"),
+            "Serve on the sockets systemd passes (socket activation) instead of listening",
+        ),
+        flag(
             "min-uss-kb",
             "min_uss_kb",
             Takes("KB"),

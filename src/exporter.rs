@@ -22,6 +22,7 @@ use crate::serve::notify;
 use crate::serve::scrape::Scraper;
 use crate::testdata::{Source, TestDataCollector};
 use crate::util::Swap;
+use crate::web::{WebConfig, WebSecurity, WebSlot};
 
 /// Resolves the configuration again, from the same file choice, variables
 /// and flags as at start-up (`crate::config::resolve`); a reload calls it.
@@ -84,17 +85,22 @@ pub struct Exporter {
     pub config: Arc<Config>,
     /// The `/subgroups` page, when classification rules were loaded.
     pub subgroups: Option<http::SubgroupsPage>,
+    /// TLS, basic auth and headers for new connections (see
+    /// [`Exporter::web_slot`]).
+    web: WebSlot,
 }
 
 impl Exporter {
     pub fn new(config: Config, collectors: Built) -> Exporter {
         let names: Vec<&'static str> = collectors.iter().map(|(n, _)| *n).collect();
-        Exporter::with_health(config, collectors, Arc::new(Health::new(&names)))
+        let web = WebSlot::new(WebSecurity::plain_http());
+        Exporter::sharing(config, collectors, Arc::new(Health::new(&names)), web)
     }
 
-    /// An exporter recording into `health`, which a reload carries over
-    /// from the exporter it replaces (uptime, collectors' history).
-    fn with_health(config: Config, collectors: Built, health: Arc<Health>) -> Exporter {
+    /// An exporter recording into `health` and serving with `web`, which a
+    /// reload carries over from the exporter it replaces (uptime,
+    /// collectors' history; the web security, which it reloads in place).
+    fn sharing(config: Config, collectors: Built, health: Arc<Health>, web: WebSlot) -> Exporter {
         let scraper = Scraper::new(
             collectors,
             config.paths.to_paths(),
@@ -109,11 +115,29 @@ impl Exporter {
             health,
             config: Arc::new(config),
             subgroups: None,
+            web,
         }
     }
 
+    /// Serve with `web` (from [`crate::web::configured`]) instead of plain
+    /// HTTP.
+    pub fn with_web(self, web: WebSecurity) -> Exporter {
+        self.web.replace(web);
+        self
+    }
+
+    /// The slot holding the web security new connections get. Take it
+    /// before [`Exporter::serve`] consumes the exporter; a reload puts a
+    /// new [`WebSecurity`] in with [`WebSlot::replace`], and every
+    /// connection accepted after that uses it (kept-alive ones finish with
+    /// what they started with).
+    pub fn web_slot(&self) -> WebSlot {
+        self.web.clone()
+    }
+
     /// Serve `/subgroups` from `classifier`: the `subgroups --verbose` table,
-    /// escaped. Rules are fixed at start-up, so it is rendered once here.
+    /// escaped. The rules change only with a rebuild, so it is rendered once
+    /// here.
     pub fn with_subgroups_page(mut self, classifier: &Classifier) -> Exporter {
         let table = crate::classify::render_list(classifier, None, true);
         let html = format!("<pre>{}</pre>", crate::util::html_escape(&table));
@@ -137,35 +161,49 @@ impl Exporter {
             limiter: Arc::new(tokio::sync::Semaphore::new(self.config.max_requests)),
             config: self.config.clone(),
             subgroups: self.subgroups.clone(),
+            web: self.web.clone(),
         }
+    }
+
+    /// Serve on `listeners` (from [`crate::serve::sockets::listen`]) until
+    /// `shutdown` resolves.
+    pub async fn serve(
+        self,
+        listeners: Vec<std::net::TcpListener>,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), String> {
+        let routes = Arc::new(Swap::new(Arc::new(self.app())));
+        drop(self);
+        serving(listeners, routes, shutdown)?.await;
+        Ok(())
     }
 }
 
-/// Bind the address `config` names and serve the current `App` of `routes`
-/// until `shutdown` resolves. Returns the bound address through `on_bound`
-/// once the socket listens (port 0 picks a free port).
+/// Serving the current `App` of `routes` on `listeners` until `shutdown`
+/// resolves. Must be called within the runtime (the sockets register with
+/// it); the listener's metrics join the scraper's before this returns.
 ///
 /// It holds nothing of the exporter but `routes`, so that a reload that
 /// replaces the `App` there leaves nothing of the old one in use.
-pub async fn serve(
-    config: Arc<Config>,
+fn serving(
+    listeners: Vec<std::net::TcpListener>,
     routes: Arc<Swap<http::App>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    on_bound: impl FnOnce(std::net::SocketAddr),
-) -> Result<(), String> {
-    let ip: std::net::IpAddr = config
-        .bind
-        .parse()
-        .map_err(|_| format!("invalid bind address {:?}", config.bind))?;
-    let addr = std::net::SocketAddr::new(ip, config.port);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let bound = listener.local_addr().map_err(|e| e.to_string())?;
-    let serving = http::serve(listener, routes, shutdown);
-    on_bound(bound);
-    serving.await;
-    Ok(())
+) -> Result<impl std::future::Future<Output = ()>, String> {
+    let listeners = listeners
+        .into_iter()
+        .map(tokio::net::TcpListener::from_std)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("cannot serve the listening socket: {e}"))?;
+    Ok(http::serve(listeners, routes, shutdown))
+}
+
+/// The web security `config` asks for (its web config file, or the spec's
+/// TLS keys), ready to serve; the error names the file and line or key.
+fn web_security(config: &Config) -> Result<(WebConfig, WebSecurity), String> {
+    let web = crate::web::configured(config).map_err(|e| e.to_string())?;
+    let security = WebSecurity::new(&web).map_err(|e| e.to_string())?;
+    Ok((web, security))
 }
 
 /// The collectors to serve: the test data's when there is a file, else the
@@ -194,10 +232,13 @@ pub fn run(
 ) -> i32 {
     crate::logging::init(config.log_level, config.log_format);
     crate::serve::listener::raise_fd_limit();
-    if config.enable_tls {
-        tracing::error!("TLS is not supported by this build; terminate TLS in a proxy");
-        return 2;
-    }
+    let (web_config, web) = match web_security(&config) {
+        Ok(web) => web,
+        Err(e) => {
+            tracing::error!("{e}");
+            return 2;
+        }
+    };
     let test_data_file = test_data.as_ref().map(|s| s.file.clone());
     let collectors = match collectors_or_build(test_data, &ctx, &config) {
         Ok(c) => c,
@@ -215,6 +256,7 @@ pub fn run(
     };
     crate::ebpf::register_health(&ctx, &config);
     let exporter = Exporter::new(config.clone(), collectors)
+        .with_web(web)
         .with_subgroups_page(&classifier)
         .with_health_sections(&ctx);
     drop(classifier);
@@ -224,10 +266,9 @@ pub fn run(
         test_data_file,
         routes.clone(),
         exporter.health.clone(),
-        config,
+        (config, web_config),
         ctx,
     );
-    let config = exporter.config.clone();
     drop(exporter);
     let reloading = &mut reloader;
     let code = rt.block_on(async move {
@@ -237,59 +278,58 @@ pub fn run(
         // default action is to terminate, must reload.
         let mut stop = std::pin::pin!(shutdown_signal());
         let mut hangup = hangup_signal();
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
-        let mut server = tokio::spawn(serve(
-            config,
-            routes,
-            async move {
-                let mut rx = rx;
-                let _ = rx.wait_for(|stop| *stop).await;
-            },
-            |addr| {
-                tracing::info!(
-                    version = env!("CARGO_PKG_VERSION"),
-                    "listening on http://{addr}"
-                );
-                let _ = bound_tx.send(addr);
-            },
-        ));
-        let server_ended = |res: Result<Result<(), String>, tokio::task::JoinError>| match res {
-            Ok(Ok(())) => 0,
-            Ok(Err(e)) => {
-                tracing::error!("{e}");
-                1
-            }
+        let current = routes.load();
+        let listeners = match crate::serve::sockets::listen(&current.config) {
+            Ok(l) => l,
             Err(e) => {
-                tracing::error!("server task failed: {e}");
-                1
+                tracing::error!("{e}");
+                return 1;
             }
         };
-        // Ready once the socket listens: connections from then on are
-        // queued and answered. A SIGHUP before that waits until then.
-        let signal = tokio::select! {
-            res = &mut server => return server_ended(res),
-            sig = &mut stop => Some(sig),
-            bound = bound_rx => {
-                if let Ok(addr) = bound {
-                    notify::ready(&format!("serving on http://{addr}"));
-                }
-                None
+        let scheme = match current.web.current().tls() {
+            Some(_) => "https",
+            None => "http",
+        };
+        drop(current);
+        let mut serving_on = Vec::new();
+        for addr in listeners.iter().filter_map(|l| l.local_addr().ok()) {
+            tracing::info!(
+                version = env!("CARGO_PKG_VERSION"),
+                "listening on {scheme}://{addr}"
+            );
+            serving_on.push(format!("{scheme}://{addr}"));
+        }
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let server = serving(listeners, routes, async move {
+            let mut rx = rx;
+            let _ = rx.wait_for(|stop| *stop).await;
+        });
+        let mut server = match server {
+            Ok(server) => tokio::spawn(server),
+            Err(e) => {
+                tracing::error!("{e}");
+                return 1;
             }
         };
-        let signal = match signal {
-            Some(sig) => sig,
-            None => loop {
-                tokio::select! {
-                    res = &mut server => return server_ended(res),
-                    sig = &mut stop => break sig,
-                    () = hangup.recv() => {
-                        if let Some(sig) = reloading.reload(stop.as_mut()).await {
-                            break sig;
-                        }
+        // The sockets listen: connections from now on are queued and
+        // answered.
+        notify::ready(&format!("serving on {}", serving_on.join(", ")));
+        let signal = loop {
+            tokio::select! {
+                res = &mut server => return match res {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        tracing::error!("server task failed: {e}");
+                        1
+                    }
+                },
+                sig = &mut stop => break sig,
+                () = hangup.recv() => {
+                    if let Some(sig) = reloading.reload(stop.as_mut()).await {
+                        break sig;
                     }
                 }
-            },
+            }
         };
         tracing::info!(signal, "shutting down");
         notify::stopping();

@@ -2,17 +2,21 @@
 //!
 //! A reload resolves the configuration exactly as start-up did (the same
 //! file choice, then the `HERAKLES_*` variables and the flags on top) and
-//! reads the classification rule files again. Then:
+//! reads the classification rule files and the web config file again.
+//! Then:
 //!
 //! * Anything invalid (a parse error, a value out of range, a bad rule, a
-//!   collector that cannot be built) is logged with its file and line, and
-//!   the running configuration stays: nothing a file holds can stop the
-//!   exporter or interrupt serving.
+//!   bad web config, a collector that cannot be built) is logged with its
+//!   file and line, and the running configuration stays, all of it:
+//!   nothing a file holds can stop the exporter or interrupt serving.
 //! * Settings read once at start-up ([`keep_restart_only`]: the listen
-//!   address, the log set-up, the size of the thread pool) are logged as
-//!   needing a restart and keep their running values.
-//! * Nothing changed (configuration, rule files, test data): nothing is
-//!   rebuilt, so counters and process state carry on.
+//!   addresses, the log set-up, the size of the thread pool; and whether
+//!   TLS is on at all) are logged as needing a restart and keep their
+//!   running values.
+//! * A changed web config (users, headers, TLS settings) goes into the web
+//!   slot: connections accepted from then on use it.
+//! * Nothing else changed (configuration, rule files, test data): no
+//!   collector is rebuilt, so counters and process state carry on.
 //! * Otherwise a new build context and new collectors are built off to the
 //!   side, on the blocking pool while the running ones keep serving, and
 //!   swapped in whole. A request in flight finishes on the set it started
@@ -41,6 +45,7 @@ use crate::serve::health::Health;
 use crate::serve::http::App;
 use crate::serve::notify;
 use crate::util::Swap;
+use crate::web::{WebConfig, WebSecurity};
 
 const SUCCESSFUL: Desc = Desc::gauge(
     "herakles_exporter_config_last_reload_successful",
@@ -158,10 +163,10 @@ struct Running {
     inputs: Inputs,
 }
 
-/// What a reload prepared.
-enum Prepared {
-    Unchanged,
-    Rebuilt(Box<(Exporter, Running)>),
+/// What a reload prepared: each part `None` when it did not change.
+struct Prepared {
+    web: Option<(WebConfig, WebSecurity)>,
+    rebuilt: Option<Box<(Exporter, Running)>>,
 }
 
 /// Reloads the exporter serving through `routes`.
@@ -172,17 +177,20 @@ pub struct Reloader {
     health: Arc<Health>,
     status: Arc<Status>,
     running: Running,
+    /// The web config in the routes' web slot.
+    web: WebConfig,
 }
 
 impl Reloader {
-    /// For the exporter now in `routes`, built from `config` in `ctx`. Adds
-    /// the reload metrics to its scraper (and so to every later one).
+    /// For the exporter now in `routes`, built from `config` in `ctx` and
+    /// serving with `web`. Adds the reload metrics to its scraper (and so to
+    /// every later one).
     pub fn new(
         resolve: Resolve,
         test_data: Option<PathBuf>,
         routes: Arc<Swap<App>>,
         health: Arc<Health>,
-        config: Config,
+        (config, web): (Config, WebConfig),
         ctx: BuildContext,
     ) -> Reloader {
         let status = Arc::new(Status::new());
@@ -203,6 +211,7 @@ impl Reloader {
                 ctx,
                 inputs,
             },
+            web,
         }
     }
 
@@ -211,43 +220,50 @@ impl Reloader {
     /// are shut down all the same).
     pub async fn reload(
         &mut self,
-        stop: Pin<&mut impl Future<Output = &'static str>>,
+        mut stop: Pin<&mut impl Future<Output = &'static str>>,
     ) -> Option<&'static str> {
         notify::reloading();
         let started = Instant::now();
         tracing::info!("SIGHUP: reloading the configuration");
-        let prepared = {
+        let mut job = {
             let resolve = self.resolve.clone();
             let running = (self.running.config.clone(), self.running.inputs.clone());
-            let test_data = self.test_data.clone();
-            let health = self.health.clone();
+            let (test_data, health) = (self.test_data.clone(), self.health.clone());
+            let web = self.web.clone();
+            let web_slot = self.routes.load().web.clone();
             tokio::task::spawn_blocking(move || {
-                prepare(
-                    &resolve,
-                    &running.0,
-                    &running.1,
-                    test_data.as_deref(),
-                    health,
-                )
+                let running = (&running.0, &running.1, &web);
+                prepare(&resolve, running, test_data.as_deref(), health, web_slot)
             })
-            .await
-            .unwrap_or_else(|e| Err(format!("the reload failed: {e}")))
         };
-        let (exporter, running) = match prepared {
+        let prepared = tokio::select! {
+            res = &mut job => res.unwrap_or_else(|e| Err(format!("the reload failed: {e}"))),
+            sig = stop.as_mut() => {
+                abandon(job).await;
+                return Some(sig);
+            }
+        };
+        let Prepared { web, rebuilt } = match prepared {
             Err(e) => {
                 tracing::error!("reload failed, the running configuration stays: {e}");
                 self.status.record(false);
                 notify::ready(&format!("serving; the last reload failed: {e}"));
                 return None;
             }
-            Ok(Prepared::Unchanged) => {
-                tracing::info!("configuration reloaded: nothing changed");
-                self.status.record(true);
-                notify::ready("serving; configuration reloaded");
-                return None;
-            }
-            Ok(Prepared::Rebuilt(next)) => *next,
+            Ok(p) => p,
         };
+        if let Some((config, security)) = web {
+            self.routes.load().web.replace(security);
+            self.web = config;
+            tracing::info!("web config reloaded: new connections use it");
+        }
+        let Some(next) = rebuilt else {
+            tracing::info!("configuration reloaded: no collector changed");
+            self.status.record(true);
+            notify::ready("serving; configuration reloaded");
+            return None;
+        };
+        let (exporter, running) = *next;
 
         // The swap. The new scraper renders what the old one did besides
         // its collectors (the listener's and these reload metrics).
@@ -275,7 +291,7 @@ impl Reloader {
 
         let signal = tokio::select! {
             () = old.idle() => None,
-            sig = stop => Some(sig),
+            sig = stop.as_mut() => Some(sig),
         };
         old.shut_down().await;
         tracing::info!(
@@ -291,14 +307,39 @@ impl Reloader {
     }
 }
 
+/// The daemon stops while a reload is still being prepared. A build that
+/// ends within a second is shut down, so that nothing it started (netprobe's
+/// TC filters) outlives the exporter. One that takes longer is left to the
+/// runtime's shutdown: it is still reading its files (a pathological YAML
+/// file can keep libyaml busy for minutes), not holding kernel objects, and
+/// the stop must stay within seconds.
+async fn abandon(job: tokio::task::JoinHandle<Result<Prepared, String>>) {
+    match tokio::time::timeout(Duration::from_secs(1), job).await {
+        Ok(Ok(Ok(Prepared {
+            rebuilt: Some(next),
+            ..
+        }))) => {
+            let (exporter, running) = *next;
+            let _ = tokio::task::spawn_blocking(move || {
+                exporter.scraper.shutdown();
+                drop(running);
+            })
+            .await;
+        }
+        Ok(_) => {}
+        Err(_) => tracing::warn!("stopping while a reload is still being prepared"),
+    }
+}
+
 /// Resolve and build the next exporter; see the module docs. Runs on the
-/// blocking pool: building loads eBPF programs and reads files.
+/// blocking pool: building loads eBPF programs and reads files. `running`
+/// is what the exporter runs with: configuration, files, web config.
 fn prepare(
     resolve: &Resolve,
-    running: &Config,
-    running_inputs: &Inputs,
+    (running, running_inputs, running_web): (&Config, &Inputs, &WebConfig),
     test_data: Option<&Path>,
     health: Arc<Health>,
+    web_slot: crate::web::WebSlot,
 ) -> Result<Prepared, String> {
     let Resolved {
         mut config, notes, ..
@@ -312,13 +353,14 @@ fn prepare(
              still running with {kept}"
         );
     }
+    let web = reload_web(running, running_web, &mut config)?;
     let inputs = Inputs::read(&config, test_data);
     let same = |a: &Config, b: &Config| match (serde_json::to_value(a), serde_json::to_value(b)) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     };
     if same(&config, running) && inputs == *running_inputs {
-        return Ok(Prepared::Unchanged);
+        return Ok(Prepared { web, rebuilt: None });
     }
     let ctx = build_context(&config);
     let classifier =
@@ -329,77 +371,79 @@ fn prepare(
     let source = test_data.map(crate::testdata::load).transpose()?;
     let collectors = collectors_or_build(source, &ctx, &config)?;
     crate::ebpf::register_health(&ctx, &config);
-    let exporter =
-        Exporter::with_health(config.clone(), collectors, health).with_subgroups_page(&classifier);
-    Ok(Prepared::Rebuilt(Box::new((
-        exporter,
-        Running {
-            config,
-            ctx,
-            inputs,
-        },
-    ))))
+    let exporter = Exporter::sharing(config.clone(), collectors, health, web_slot)
+        .with_subgroups_page(&classifier);
+    let running = Running {
+        config,
+        ctx,
+        inputs,
+    };
+    Ok(Prepared {
+        web,
+        rebuilt: Some(Box::new((exporter, running))),
+    })
+}
+
+/// The web config `config` names, loaded and made ready to serve if it
+/// differs from the running one. TLS cannot be switched on or off by a
+/// reload (the listener's scheme, the log and systemd's status name it):
+/// then the web settings of `config` go back to the running ones and the
+/// running web config stays, with a warning.
+fn reload_web(
+    running: &Config,
+    running_web: &WebConfig,
+    config: &mut Config,
+) -> Result<Option<(WebConfig, WebSecurity)>, String> {
+    let web = crate::web::configured(config).map_err(|e| e.to_string())?;
+    if web == *running_web {
+        return Ok(None);
+    }
+    if web.tls.is_some() != running_web.tls.is_some() {
+        let (from, to) = match running_web.tls {
+            Some(_) => ("HTTPS", "HTTP"),
+            None => ("HTTP", "HTTPS"),
+        };
+        tracing::warn!(
+            "the configuration switches from {from} to {to}: that needs a restart; \
+             still serving {from} with the running web config"
+        );
+        config.web_config_file = running.web_config_file.clone();
+        config.enable_tls = running.enable_tls;
+        config.tls_cert_path = running.tls_cert_path.clone();
+        config.tls_key_path = running.tls_key_path.clone();
+        return Ok(None);
+    }
+    let security = WebSecurity::new(&web).map_err(|e| e.to_string())?;
+    Ok(Some((web, security)))
 }
 
 /// Put back the settings that only take effect at start-up; returns each
 /// one that differed: key, the new file's value, the running value.
 ///
-/// The listen address is bound once; the log format and level are the
-/// process-wide logger's; `parallelism` sized the runtime's thread pool;
-/// TLS is decided when the listener starts.
+/// The listening sockets are opened once; the log format and level are the
+/// process-wide logger's; `parallelism` sized the runtime's thread pool.
 pub fn keep_restart_only(
     running: &Config,
     new: &mut Config,
 ) -> Vec<(&'static str, String, String)> {
-    fn keep<T: PartialEq + Clone + std::fmt::Debug>(
-        key: &'static str,
-        running: &T,
-        new: &mut T,
-        changed: &mut Vec<(&'static str, String, String)>,
-    ) {
-        if running != new {
-            changed.push((key, format!("{new:?}"), format!("{running:?}")));
-            *new = running.clone();
-        }
-    }
     let mut changed = Vec::new();
-    keep("port", &running.port, &mut new.port, &mut changed);
-    keep("bind", &running.bind, &mut new.bind, &mut changed);
-    keep(
-        "log_level",
-        &running.log_level,
-        &mut new.log_level,
-        &mut changed,
-    );
-    keep(
-        "log_format",
-        &running.log_format,
-        &mut new.log_format,
-        &mut changed,
-    );
-    keep(
-        "parallelism",
-        &running.parallelism,
-        &mut new.parallelism,
-        &mut changed,
-    );
-    keep(
-        "enable_tls",
-        &running.enable_tls,
-        &mut new.enable_tls,
-        &mut changed,
-    );
-    keep(
-        "tls_cert_path",
-        &running.tls_cert_path,
-        &mut new.tls_cert_path,
-        &mut changed,
-    );
-    keep(
-        "tls_key_path",
-        &running.tls_key_path,
-        &mut new.tls_key_path,
-        &mut changed,
+    macro_rules! keep {
+        ($($key:ident),*) => {$(
+            if running.$key != new.$key {
+                let (wanted, kept) = (format!("{:?}", new.$key), format!("{:?}", running.$key));
+                changed.push((stringify!($key), wanted, kept));
+                new.$key = running.$key.clone();
+            }
+        )*};
+    }
+    keep!(
+        port,
+        bind,
+        listen_addresses,
+        systemd_socket,
+        log_level,
+        log_format,
+        parallelism
     );
     changed
 }

@@ -3,6 +3,9 @@
 //! a handle on a running exporter binary.
 #![allow(dead_code)]
 
+pub mod prometheus;
+pub mod tls;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -151,7 +154,10 @@ impl Running {
                 );
             };
             log.lock().unwrap().push(line.clone());
-            if let Some(rest) = line.split("listening on http://").nth(1) {
+            let rest = ["listening on http://", "listening on https://"]
+                .iter()
+                .find_map(|scheme| line.split(scheme).nth(1));
+            if let Some(rest) = rest {
                 // Up to the end of the address, whatever the log format
                 // puts after it (a space, logfmt's closing quote, JSON's).
                 let a: String = rest
