@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{get, in_netns, parse, promtool_check, sh, value, Running};
+use common::tls::{htpasswd_hash, Pki};
+use common::{get, get_with, in_netns, parse, promtool_check, sh, value, Running};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use proptest::prelude::*;
@@ -66,9 +67,27 @@ fn pid(e: &Running) -> Pid {
 }
 
 fn metrics(e: &Running) -> prometheus_parse::Scrape {
-    let r = e.get("/metrics");
+    metrics_as(e, None)
+}
+
+/// The scrape, with `authorization` as the Authorization header.
+fn metrics_as(e: &Running, authorization: Option<&str>) -> prometheus_parse::Scrape {
+    let r = get_with(e.addr, "/metrics", &header(authorization));
     assert_eq!(r.status, 200);
     parse(&r.text())
+}
+
+fn header(authorization: Option<&str>) -> Vec<(&'static str, &str)> {
+    authorization
+        .map(|a| ("Authorization", a))
+        .into_iter()
+        .collect()
+}
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {token}")
 }
 
 /// Reloads so far, by result.
@@ -241,7 +260,7 @@ fn a_valid_change_takes_effect() {
     // Nothing changed: successful, and nothing rebuilt.
     let s = hup(&e);
     assert_eq!(reloads(&s), (3.0, 0.0));
-    wait_log(&e, "configuration reloaded: nothing changed", 1);
+    wait_log(&e, "configuration reloaded: no collector changed", 1);
     wait_log(&e, "the previous collectors are shut down", 2);
 }
 
@@ -322,6 +341,74 @@ fn restart_only_settings_are_kept_and_named() {
     // Still text logs, on the same address.
     assert!(!log(&e).contains("{\""), "{}", log(&e));
     assert_eq!(get(e.addr, "/metrics").status, 200);
+}
+
+/// SIGHUP reloads the web config: changed users and headers apply to the
+/// next connections; an invalid one fails the reload with its file and
+/// line, and the users in force stay; switching TLS on needs a restart and
+/// is refused with a warning, the rest of the reload going through.
+#[test]
+fn the_web_config_reloads() {
+    let site = Site::new();
+    Pki::new().server("server").write(site.dir.path(), "server");
+    let users =
+        |password: &str| format!("basic_auth_users:\n  alice: {}\n", htpasswd_hash(password));
+    site.write("web.yml", users("s3cret"));
+    site.write("c.yaml", "collectors:\n  memory:\n    enabled: true\n");
+    let web = site.path("web.yml");
+    let e = site.start(
+        &["--disable-ebpf", "--web.config.file", web.to_str().unwrap()],
+        &[],
+    );
+    let (old, new) = (basic("alice", "s3cret"), basic("alice", "n3w"));
+    let status = |auth: Option<&str>| get_with(e.addr, "/metrics", &header(auth));
+    assert_eq!(status(None).status, 401);
+    assert_eq!(status(Some(&old)).status, 200);
+    assert_eq!(status(Some(&new)).status, 401);
+
+    site.write(
+        "web.yml",
+        format!(
+            "{}http_server_config:\n  headers:\n    X-Frame-Options: deny\n",
+            users("n3w")
+        ),
+    );
+    kill(pid(&e), Signal::SIGHUP).unwrap();
+    wait_log(&e, "web config reloaded", 1);
+    assert_eq!(status(Some(&old)).status, 401);
+    let ok = status(Some(&new));
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.header("x-frame-options"), Some("deny"));
+    let s = metrics_as(&e, Some(&new));
+    assert_eq!(value(&s, SUCCESSFUL, &[]), Some(1.0));
+    assert_eq!(reloads(&s), (1.0, 0.0));
+
+    // Not a bcrypt hash, on line 2.
+    site.write("web.yml", "basic_auth_users:\n  alice: plaintext\n");
+    kill(pid(&e), Signal::SIGHUP).unwrap();
+    wait_log(&e, "reload failed, the running configuration stays", 1);
+    wait_log(&e, "web.yml:2", 1);
+    assert_eq!(status(Some(&new)).status, 200);
+    let s = metrics_as(&e, Some(&new));
+    assert_eq!(value(&s, SUCCESSFUL, &[]), Some(0.0));
+    assert_eq!(reloads(&s), (1.0, 1.0));
+
+    // TLS on: a restart's business; the reload itself succeeds.
+    site.write(
+        "web.yml",
+        format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n{}",
+            users("n3w")
+        ),
+    );
+    kill(pid(&e), Signal::SIGHUP).unwrap();
+    wait_log(&e, "switches from HTTP to HTTPS: that needs a restart", 1);
+    wait_log(&e, "configuration reloaded: no collector changed", 2);
+    assert_eq!(status(Some(&new)).status, 200, "no longer plain HTTP");
+    assert_eq!(
+        value(&metrics_as(&e, Some(&new)), SUCCESSFUL, &[]),
+        Some(1.0)
+    );
 }
 
 /// Whatever the files hold, a reload never stops the daemon: random bytes,
@@ -466,6 +553,40 @@ impl std::fmt::Debug for Case {
             String::from_utf8_lossy(head)
         )
     }
+}
+
+/// A stop does not wait for a reload still reading its files: a YAML file
+/// of 100,000 unclosed brackets keeps libyaml's scanner busy for minutes
+/// (it is quadratic in the depth), and SIGTERM meanwhile still ends the
+/// exporter cleanly within seconds.
+#[test]
+fn a_stop_does_not_wait_for_a_slow_reload() {
+    let site = Site::new();
+    site.write("c.yaml", "collectors:\n  memory:\n    enabled: true\n");
+    let mut e = site.start(&["--disable-ebpf"], &[]);
+    site.write("c.yaml", format!("search_groups: {}", "[".repeat(100_000)));
+    kill(pid(&e), Signal::SIGHUP).unwrap();
+    wait_log(&e, "SIGHUP: reloading the configuration", 1);
+    assert_eq!(
+        get(e.addr, "/metrics").status,
+        200,
+        "serving during the reload"
+    );
+    let asked = Instant::now();
+    kill(pid(&e), Signal::SIGTERM).unwrap();
+    let status = loop {
+        if let Some(status) = e.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(10),
+            "still running 10 s after SIGTERM:\n{}",
+            log(&e)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    wait_log(&e, "stopping while a reload is still being prepared", 1);
 }
 
 /// Receive one notification within `timeout`.
