@@ -173,6 +173,7 @@ impl FileStamp {
 /// in flight finishes on the configuration it started with), and the next
 /// reader sees the new one. The lock is held only to clone or swap the
 /// `Arc`, never while the value is used.
+#[derive(Debug)]
 pub struct Swap<T>(std::sync::RwLock<std::sync::Arc<T>>);
 
 impl<T> Swap<T> {

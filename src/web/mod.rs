@@ -28,7 +28,7 @@ mod tls;
 mod values;
 
 use std::path::Path;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{HeaderMap, AUTHORIZATION};
@@ -42,6 +42,7 @@ pub use tls::{ReloadCounts, TlsAcceptor, TlsError, TlsSettings};
 pub use values::{CipherSuite, ClientAuth, Curve, TlsVersion};
 
 use crate::config::{Config, ConfigError};
+use crate::util::Swap;
 
 /// The web configuration `config` asks for: the file `web_config_file`
 /// names, else HTTPS with the main config's `enable_tls`, `tls_cert_path`
@@ -140,22 +141,21 @@ impl WebSecurity {
 /// connection finishes under the settings it started with and every new
 /// connection gets the new ones. Clones share the slot.
 #[derive(Debug, Clone)]
-pub struct WebSlot(Arc<RwLock<Arc<WebSecurity>>>);
+pub struct WebSlot(Arc<Swap<WebSecurity>>);
 
 impl WebSlot {
     pub fn new(web: WebSecurity) -> WebSlot {
-        WebSlot(Arc::new(RwLock::new(Arc::new(web))))
+        WebSlot(Arc::new(Swap::new(Arc::new(web))))
     }
 
     /// What a connection accepted now is served with.
     pub fn current(&self) -> Arc<WebSecurity> {
-        Arc::clone(&self.0.read().unwrap_or_else(PoisonError::into_inner))
+        self.0.load()
     }
 
     /// Serve connections accepted from now on with `web`; returns what was
     /// in the slot (connections that took it keep it until they close).
     pub fn replace(&self, web: WebSecurity) -> Arc<WebSecurity> {
-        let mut slot = self.0.write().unwrap_or_else(PoisonError::into_inner);
-        std::mem::replace(&mut *slot, Arc::new(web))
+        self.0.replace(Arc::new(web))
     }
 }
