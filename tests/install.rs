@@ -463,17 +463,7 @@ fn the_unit_syscall_filter_allows_every_call_the_exporter_makes() {
     )
     .unwrap();
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !exp
-        .log
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|l| l.contains("previous collectors are shut down"))
-    {
-        assert!(std::time::Instant::now() < deadline, "no reload");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    exp.wait_log("previous collectors are shut down", 1);
     exp.get("/metrics");
     // SIGTERM, so the shutdown is traced too, then let strace write its
     // summary.

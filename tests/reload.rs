@@ -114,27 +114,6 @@ fn hup(e: &Running) -> prometheus_parse::Scrape {
     }
 }
 
-/// Wait until `n` log lines contain `needle`.
-fn wait_log(e: &Running, needle: &str, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while e
-        .log
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|l| l.contains(needle))
-        .count()
-        < n
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no {n}x {needle:?} in:\n{}",
-            log(e)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn log(e: &Running) -> String {
     e.log.lock().unwrap().join("\n")
 }
@@ -260,8 +239,8 @@ fn a_valid_change_takes_effect() {
     // Nothing changed: successful, and nothing rebuilt.
     let s = hup(&e);
     assert_eq!(reloads(&s), (3.0, 0.0));
-    wait_log(&e, "configuration reloaded: no collector changed", 1);
-    wait_log(&e, "the previous collectors are shut down", 2);
+    e.wait_log("configuration reloaded: no collector changed", 1);
+    e.wait_log("the previous collectors are shut down", 2);
 }
 
 /// An invalid file (config or rules) is logged with file and line, the
@@ -286,14 +265,14 @@ fn an_invalid_change_keeps_the_running_configuration() {
     assert_eq!(reloads(&s), (0.0, 1.0));
     assert_eq!(value(&s, SUCCESS_TIME, &[]), Some(before));
     assert!(has_family(&s, MEMORY), "the running config was dropped");
-    wait_log(&e, "c.yaml:4:", 1);
-    wait_log(&e, "reload failed, the running configuration stays", 1);
+    e.wait_log("c.yaml:4:", 1);
+    e.wait_log("reload failed, the running configuration stays", 1);
 
     // A valid file with a bad range, and a rules file with a bad regex.
     site.write("c.yaml", format!("{good}cache_ttl: 999999\n"));
     let s = hup(&e);
     assert_eq!(reloads(&s), (0.0, 2.0));
-    wait_log(&e, "c.yaml:5:", 1);
+    e.wait_log("c.yaml:5:", 1);
     site.write("c.yaml", good);
     site.write(
         "rules.toml",
@@ -302,7 +281,7 @@ fn an_invalid_change_keeps_the_running_configuration() {
     let s = hup(&e);
     assert_eq!(reloads(&s), (0.0, 3.0));
     assert_eq!(value(&s, SUCCESSFUL, &[]), Some(0.0));
-    wait_log(&e, "rules.toml:2:", 1);
+    e.wait_log("rules.toml:2:", 1);
     assert!(has_family(&s, MEMORY));
 
     // Fixed: it reloads (the config is as at start, the rules are not).
@@ -331,12 +310,11 @@ fn restart_only_settings_are_kept_and_named() {
     );
     let s = hup(&e);
     assert_eq!(value(&s, SUCCESSFUL, &[]), Some(1.0));
-    wait_log(
-        &e,
+    e.wait_log(
         "port changed to 1 in the configuration: that needs a restart",
         1,
     );
-    wait_log(&e, "log_format changed to Json", 1);
+    e.wait_log("log_format changed to Json", 1);
     assert!(e.get("/config").text().contains("cache_ttl: 3"));
     // Still text logs, on the same address.
     assert!(!log(&e).contains("{\""), "{}", log(&e));
@@ -374,7 +352,7 @@ fn the_web_config_reloads() {
         ),
     );
     kill(pid(&e), Signal::SIGHUP).unwrap();
-    wait_log(&e, "web config reloaded", 1);
+    e.wait_log("web config reloaded", 1);
     assert_eq!(status(Some(&old)).status, 401);
     let ok = status(Some(&new));
     assert_eq!(ok.status, 200);
@@ -386,8 +364,8 @@ fn the_web_config_reloads() {
     // Not a bcrypt hash, on line 2.
     site.write("web.yml", "basic_auth_users:\n  alice: plaintext\n");
     kill(pid(&e), Signal::SIGHUP).unwrap();
-    wait_log(&e, "reload failed, the running configuration stays", 1);
-    wait_log(&e, "web.yml:2", 1);
+    e.wait_log("reload failed, the running configuration stays", 1);
+    e.wait_log("web.yml:2", 1);
     assert_eq!(status(Some(&new)).status, 200);
     let s = metrics_as(&e, Some(&new));
     assert_eq!(value(&s, SUCCESSFUL, &[]), Some(0.0));
@@ -402,8 +380,8 @@ fn the_web_config_reloads() {
         ),
     );
     kill(pid(&e), Signal::SIGHUP).unwrap();
-    wait_log(&e, "switches from HTTP to HTTPS: that needs a restart", 1);
-    wait_log(&e, "configuration reloaded: no collector changed", 2);
+    e.wait_log("switches from HTTP to HTTPS: that needs a restart", 1);
+    e.wait_log("configuration reloaded: no collector changed", 2);
     assert_eq!(status(Some(&new)).status, 200, "no longer plain HTTP");
     assert_eq!(
         value(&metrics_as(&e, Some(&new)), SUCCESSFUL, &[]),
@@ -566,7 +544,7 @@ fn a_stop_does_not_wait_for_a_slow_reload() {
     let mut e = site.start(&["--disable-ebpf"], &[]);
     site.write("c.yaml", format!("search_groups: {}", "[".repeat(100_000)));
     kill(pid(&e), Signal::SIGHUP).unwrap();
-    wait_log(&e, "SIGHUP: reloading the configuration", 1);
+    e.wait_log("SIGHUP: reloading the configuration", 1);
     assert_eq!(
         get(e.addr, "/metrics").status,
         200,
@@ -586,7 +564,7 @@ fn a_stop_does_not_wait_for_a_slow_reload() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "{status}");
-    wait_log(&e, "stopping while a reload is still being prepared", 1);
+    e.wait_log("stopping while a reload is still being prepared", 1);
 }
 
 /// Receive one notification within `timeout`.
@@ -757,7 +735,7 @@ fn twenty_reloads_with_ebpf_leak_nothing() {
             site.write("c.yaml", config(4 + i % 2));
             let s = hup(&e);
             assert_eq!(value(&s, SUCCESSFUL, &[]), Some(1.0), "{}", log(&e));
-            wait_log(&e, "the previous collectors are shut down", i as usize + 1);
+            e.wait_log("the previous collectors are shut down", i as usize + 1);
         }
         let took = started.elapsed();
         let s = metrics(&e);

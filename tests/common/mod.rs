@@ -180,6 +180,24 @@ impl Running {
     pub fn get(&self, path: &str) -> Response {
         get(self.addr, path)
     }
+
+    /// Wait (at most a minute) until `n` lines it logged contain `needle`.
+    pub fn wait_log(&self, needle: &str, n: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let log = self.log.lock().unwrap();
+            if log.iter().filter(|l| l.contains(needle)).count() >= n {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {n}x {needle:?} in:\n{}",
+                log.join("\n")
+            );
+            drop(log);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Running {
