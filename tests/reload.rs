@@ -135,14 +135,16 @@ fn alive(e: &Running) -> bool {
         .unwrap_or(false)
 }
 
-/// A copy of `sleep` under `name`, so that its comm is that name; killed
-/// on drop.
+/// `sleep` run through a symbolic link called `name`, so that its comm is
+/// that name (the kernel takes it from the path executed); killed on drop.
+/// A link rather than a copy: executing a file just written fails with
+/// ETXTBSY when another test thread forks while it is still open.
 struct Sleeper(std::process::Child);
 
 impl Sleeper {
     fn start(dir: &Path, name: &str) -> Sleeper {
         let bin = dir.join(name);
-        std::fs::copy("/bin/sleep", &bin).unwrap();
+        std::os::unix::fs::symlink("/bin/sleep", &bin).unwrap();
         let child = Command::new(&bin).arg("300").spawn().unwrap();
         let comm = format!("/proc/{}/comm", child.id());
         let deadline = Instant::now() + Duration::from_secs(10);
