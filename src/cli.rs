@@ -9,7 +9,8 @@
 //! Exit codes: 0 success; 1 a runtime failure (port in use, a collector that
 //! cannot be built); 2 invalid configuration or usage.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use clap::{Arg, ArgAction, ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use herakles_core::{registrations, Registration};
@@ -207,6 +208,24 @@ const KEY_FLAGS: &[KeyFlag] = {
             "tls_key_path",
             Takes("FILE"),
             "TLS private key (PEM)",
+        ),
+        flag(
+            "web.config.file",
+            "web_config_file",
+            Takes("FILE"),
+            "Web config file (exporter-toolkit format): HTTPS, client certificates, basic auth, headers",
+        ),
+        flag(
+            "web.listen-address",
+            "listen_addresses",
+            List("ADDR"),
+            "Listen on host:port, [IPv6]:port or :port; repeat for more (instead of --bind and --port)",
+        ),
+        flag(
+            "web.systemd-socket",
+            "systemd_socket",
+            Sets("true"),
+            "Serve on the sockets systemd passes (socket activation) instead of listening",
         ),
         flag(
             "min-uss-kb",
@@ -455,11 +474,20 @@ pub fn main_with(args: Vec<String>) -> i32 {
     }
 
     let flags = flag_overrides(&matches);
+    // What start-up resolves, a reload (SIGHUP) resolves again: the same
+    // file choice, variables and flags.
+    let resolve: exporter::Resolve = {
+        let (file, no_config) = (cli.config.clone(), cli.no_config);
+        Arc::new(move || {
+            let choice = file_choice_of(file.as_deref(), no_config);
+            config::resolve(choice, &flags, std::env::vars_os())
+        })
+    };
     let Resolved {
         config,
         file,
         notes,
-    } = match config::resolve(file_choice(&cli), &flags, std::env::vars_os()) {
+    } = match resolve() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -540,13 +568,13 @@ pub fn main_with(args: Vec<String>) -> i32 {
             | Command::Man,
         ) => unreachable!("handled above"),
         None if cli.check_config => commands::config::check(&build_ctx, &config),
-        None => exporter::run(config, &build_ctx, &classifier, test_data),
+        None => exporter::run(config, build_ctx, classifier, test_data, resolve),
     }
 }
 
 /// The config file `--config` and `--no-config` ask for.
-fn file_choice(cli: &Cli) -> FileChoice<'_> {
-    match (&cli.config, cli.no_config) {
+fn file_choice_of(config: Option<&Path>, no_config: bool) -> FileChoice<'_> {
+    match (config, no_config) {
         (_, true) => FileChoice::Without,
         (Some(path), false) => FileChoice::Named(path),
         (None, false) => FileChoice::Search,
@@ -755,7 +783,12 @@ mod tests {
         let m = command().try_get_matches_from(&args).unwrap();
         let cli = Cli::from_arg_matches(&m).unwrap();
         let env = env.iter().map(|(k, v)| (k.into(), v.into()));
-        config::resolve(file_choice(&cli), &flag_overrides(&m), env).map(|r| r.config)
+        config::resolve(
+            file_choice_of(cli.config.as_deref(), cli.no_config),
+            &flag_overrides(&m),
+            env,
+        )
+        .map(|r| r.config)
     }
 
     #[test]

@@ -228,3 +228,30 @@ impl FileStamp {
         }
     }
 }
+
+/// A value readers take a cheap handle on and a writer replaces whole: a
+/// reader keeps the version it loaded for as long as it needs it (a request
+/// in flight finishes on the configuration it started with), and the next
+/// reader sees the new one. The lock is held only to clone or swap the
+/// `Arc`, never while the value is used.
+#[derive(Debug)]
+pub struct Swap<T>(std::sync::RwLock<std::sync::Arc<T>>);
+
+impl<T> Swap<T> {
+    pub fn new(value: std::sync::Arc<T>) -> Swap<T> {
+        Swap(std::sync::RwLock::new(value))
+    }
+
+    /// The current version.
+    pub fn load(&self) -> std::sync::Arc<T> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Make `value` current; returns the version it replaces.
+    pub fn replace(&self, value: std::sync::Arc<T>) -> std::sync::Arc<T> {
+        std::mem::replace(
+            &mut *self.0.write().unwrap_or_else(|e| e.into_inner()),
+            value,
+        )
+    }
+}

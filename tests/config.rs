@@ -358,10 +358,11 @@ fn accepted_configs_start_the_daemon() {
         let scraper = exporter.scraper.clone();
         let out = rt.block_on(scraper.scrape(scraper.all()));
         assert_eq!(out.outcomes.len(), n);
-        let mut bound = None;
-        rt.block_on(exporter.serve(async {}, |addr| bound = Some(addr)))
+        let listeners = herakles_node_exporter::serve::sockets::listen(&exporter.config)
             .unwrap_or_else(|e| panic!("{e}\n{text}"));
-        assert!(bound.is_some());
+        assert_eq!(listeners.len(), 1);
+        rt.block_on(exporter.serve(listeners, async {}))
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
         scraper.shutdown();
         rt.shutdown_background();
         accepted_cases.set(accepted_cases.get() + 1);

@@ -50,6 +50,8 @@
 //!   be closing while the second is served;
 //! * `herakles_http_connections_limit`: follows the open-file limit the
 //!   test runs under;
+//! * `herakles_exporter_config_last_reload_success_timestamp_seconds`: when
+//!   the exporter started;
 //! * `process_*`: the exporter's own process (memory, CPU, descriptors,
 //!   start time).
 
@@ -70,6 +72,7 @@ const RUN_DEPENDENT_VALUES: &[&str] = &[
     "herakles_mem_process_smaps_age_seconds",
     "herakles_http_connections",
     "herakles_http_connections_limit",
+    "herakles_exporter_config_last_reload_success_timestamp_seconds",
 ];
 
 /// Families whose labels and values are both replaced.

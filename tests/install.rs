@@ -204,7 +204,8 @@ fn uninstall_without_yes_and_no_answer_removes_nothing() {
 
 /// A root `systemd-analyze verify` can load the unit in: the staged tree
 /// (hard links, so the check sees the installed binary) plus the host's
-/// own units, which the default dependencies (sysinit.target...) name.
+/// own units, which the default dependencies (sysinit.target...) name, and
+/// `/bin/kill`, which `ExecReload=` runs.
 fn verify_root(staged: &Path) -> tempfile::TempDir {
     let v = tempfile::tempdir().unwrap();
     let st = Command::new("cp")
@@ -221,6 +222,10 @@ fn verify_root(staged: &Path) -> tempfile::TempDir {
         .status()
         .unwrap();
     assert!(st.success(), "the host's systemd units are needed");
+    // verify checks that every Exec*= command exists: ExecReload= runs the
+    // host's kill.
+    std::fs::create_dir_all(v.path().join("bin")).unwrap();
+    std::fs::copy("/bin/kill", v.path().join("bin/kill")).unwrap();
     v
 }
 
@@ -410,8 +415,9 @@ fn allowed_syscalls(filter: &str) -> BTreeMap<String, ()> {
 
 /// The unit's seccomp filter cannot be exercised without systemd running,
 /// so check it against what the exporter really calls: start it under
-/// strace (eBPF loading, a scrape of every collector, /health, a clean
-/// stop) and require every system call made to be in the filter's set.
+/// strace (eBPF loading, a scrape of every collector, /health, systemd
+/// notifications, a reload, a clean stop) and require every system call
+/// made to be in the filter's set.
 #[test]
 fn the_unit_syscall_filter_allows_every_call_the_exporter_makes() {
     let root = tempfile::tempdir().unwrap();
@@ -432,21 +438,36 @@ fn the_unit_syscall_filter_allows_every_call_the_exporter_makes() {
         .arg("-c")
         .arg(at(root.path(), CONFIG))
         .args(["-p", "0", "--bind", "127.0.0.1"]);
+    // Under systemd it notifies (Type=notify) and reloads on SIGHUP
+    // (ExecReload=): both are traced too.
+    let notify = tempfile::tempdir().unwrap();
+    let socket = notify.path().join("notify");
+    let _listening = std::os::unix::net::UnixDatagram::bind(&socket).unwrap();
+    cmd.env("NOTIFY_SOCKET", &socket);
     let mut exp = common::Running::spawn(cmd);
     exp.get("/metrics");
     exp.get("/metrics");
     exp.get("/health");
-    // SIGTERM the exporter itself (strace's child), so its shutdown is
-    // traced too, then let strace write its summary.
+    // Signals go to the exporter itself (strace's child).
     let strace = exp.child.id();
     let children =
         std::fs::read_to_string(format!("/proc/{strace}/task/{strace}/children")).unwrap();
-    let pid: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGTERM,
+    let pid =
+        nix::unistd::Pid::from_raw(children.split_whitespace().next().unwrap().parse().unwrap());
+    let config = at(root.path(), CONFIG);
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("\ncache_ttl: 0\n"));
+    std::fs::write(
+        &config,
+        text.replace("\ncache_ttl: 0\n", "\ncache_ttl: 1\n"),
     )
     .unwrap();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    exp.wait_log("previous collectors are shut down", 1);
+    exp.get("/metrics");
+    // SIGTERM, so the shutdown is traced too, then let strace write its
+    // summary.
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let status = exp.child.wait().unwrap();
     assert!(status.success(), "{status}");
     let summary = std::fs::read_to_string(trace.path()).unwrap();

@@ -170,13 +170,12 @@ fn serve(mut config: Config, enable: &[&str]) -> (std::net::SocketAddr, tokio::r
         .enable_all()
         .build()
         .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
+    let listeners = herakles_node_exporter::serve::sockets::listen(&exporter.config).unwrap();
+    let addr = listeners[0].local_addr().unwrap();
     rt.spawn(async move {
-        let _ = exporter
-            .serve(std::future::pending(), move |addr| tx.send(addr).unwrap())
-            .await;
+        let _ = exporter.serve(listeners, std::future::pending()).await;
     });
-    (rx.recv_timeout(Duration::from_secs(5)).unwrap(), rt)
+    (addr, rt)
 }
 
 fn success(text: &str, collector: &str) -> Option<f64> {

@@ -18,9 +18,10 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::prometheus::Prometheus;
 use common::Running;
 use serde_json::Value as Json;
 use serde_norway::Value as Yaml;
@@ -573,107 +574,20 @@ enum Exporter {
     Both,
 }
 
-/// A Prometheus server on a free loopback port with a temporary data
-/// directory; stopped with SIGTERM when dropped.
-struct Prometheus {
-    child: Child,
-    base: String,
-    dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    fn start(targets: &[String], interval: &str) -> Prometheus {
-        let dir = tempfile::tempdir().unwrap();
-        let rule_files: Vec<String> = files("monitoring/rules", "yml")
-            .iter()
-            .map(|p| format!("  - {}\n", p.display()))
-            .collect();
-        let config = format!(
-            "global:\n  scrape_interval: {interval}\n  scrape_timeout: {interval}\n  \
-             evaluation_interval: {interval}\nrule_files:\n{}scrape_configs:\n  \
-             - job_name: herakles\n    static_configs:\n      - targets: [{}]\n",
-            rule_files.concat(),
-            targets.join(", ")
-        );
-        let config_path = dir.path().join("prometheus.yml");
-        std::fs::write(&config_path, config).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--log.level=warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("prometheus not found: run scripts/setup.sh (Debian package 'prometheus')");
-        let mut p = Prometheus {
-            child,
-            base: format!("127.0.0.1:{port}"),
-            dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(status)) = p.child.try_wait() {
-                panic!("prometheus exited with {status}: {}", p.log());
-            }
-            if std::net::TcpStream::connect(&p.base).is_ok() && p.get("/-/ready").0 == 200 {
-                return p;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "prometheus not ready: {}",
-                p.log()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
-    }
-
-    fn get(&self, path: &str) -> (u16, String) {
-        let r = common::get(self.base.parse().unwrap(), path);
-        (r.status, r.text())
-    }
-
-    /// The result of an instant query; panics on a query error.
-    fn query(&self, expr: &str) -> Vec<Json> {
-        let q: String = form_urlencoded::byte_serialize(expr.as_bytes()).collect();
-        let (status, body) = self.get(&format!("/api/v1/query?query={q}"));
-        let json: Json = serde_json::from_str(&body)
-            .unwrap_or_else(|e| panic!("{expr}: HTTP {status}, {e}: {body}"));
-        assert_eq!(json["status"], "success", "{expr}: {body}");
-        match json["data"]["resultType"].as_str() {
-            Some("vector") | Some("matrix") => json["data"]["result"].as_array().unwrap().clone(),
-            _ => vec![json["data"]["result"].clone()],
-        }
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A Prometheus server scraping `targets` every `interval` with the
+/// mixin's rule files.
+fn start_prometheus(targets: &[String], interval: &str) -> Prometheus {
+    let rule_files: Vec<String> = files("monitoring/rules", "yml")
+        .iter()
+        .map(|p| format!("  - {}\n", p.display()))
+        .collect();
+    Prometheus::start(&format!(
+        "global:\n  scrape_interval: {interval}\n  scrape_timeout: {interval}\n  \
+         evaluation_interval: {interval}\nrule_files:\n{}scrape_configs:\n  \
+         - job_name: herakles\n    static_configs:\n      - targets: [{}]\n",
+        rule_files.concat(),
+        targets.join(", ")
+    ))
 }
 
 /// Run `f` on a thread in a new network namespace with `lo` and a veth
@@ -781,7 +695,7 @@ fn live() {
         Exporter::AllOn => all_on.addr.to_string(),
         _ => default.addr.to_string(),
     };
-    let prom = Prometheus::start(
+    let prom = start_prometheus(
         &[instance(Exporter::Default), instance(Exporter::AllOn)],
         "2s",
     );

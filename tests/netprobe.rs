@@ -15,7 +15,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{get, parse, value, Running};
+use common::{get, in_netns, parse, sh, value, Running};
 use herakles_netprobe::NetprobeConfig;
 use nix::sys::signal::Signal;
 
@@ -32,30 +32,6 @@ fn able() -> bool {
         return false;
     }
     true
-}
-
-/// Run `f` on a thread in a fresh network namespace with `lo` up; programs
-/// it starts inherit the namespace.
-fn in_netns<F: FnOnce() + Send + 'static>(f: F) {
-    std::thread::spawn(move || {
-        // SAFETY: CLONE_NEWNET alone affects only the calling thread.
-        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "unshare: {}", std::io::Error::last_os_error());
-        sh("ip link set lo up");
-        f();
-    })
-    .join()
-    .unwrap_or_else(|e| std::panic::resume_unwind(e));
-}
-
-fn sh(cmd: &str) -> String {
-    let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn tc_state(dev: &str) -> String {

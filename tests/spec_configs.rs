@@ -11,6 +11,8 @@
 //! `--check-config` builds every enabled collector, eBPF programs included,
 //! so run this file under the suite lock.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -147,18 +149,16 @@ fn every_spec_subgroups_block_loads() {
     }
 }
 
-/// The spec's TLS blocks pass the check; serving them waits for TLS
-/// support, and until then the daemon refuses to start, saying why,
-/// rather than serve plain HTTP.
-///
-/// When HTTPS lands, this test becomes: the daemon serves `/metrics` over
-/// HTTPS with the generated certificate.
+/// The spec's TLS blocks serve what they say: `/metrics` over HTTPS with
+/// the certificate they name (here the generated one), trusted by curl as
+/// its own CA, and nothing over plain HTTP.
 #[test]
-fn spec_tls_blocks_are_refused_by_the_daemon_naming_tls() {
+fn spec_tls_blocks_serve_https() {
     let tmp = tempfile::tempdir().unwrap();
     for name in FIXTURES.iter().filter(|n| n.contains("-tls-")) {
         let file = config_file(name, tmp.path());
-        let out = run(&[
+        let mut cmd = Command::new(BIN);
+        cmd.args([
             "-c",
             file.to_str().unwrap(),
             "-p",
@@ -166,8 +166,23 @@ fn spec_tls_blocks_are_refused_by_the_daemon_naming_tls() {
             "--bind",
             "127.0.0.1",
         ]);
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
-        assert!(err.contains("TLS is not supported"), "{name}: {err}");
+        let exp = common::Running::spawn(cmd);
+        let log = exp.log.lock().unwrap().join("\n");
+        assert!(log.contains("listening on https://"), "{name}: {log}");
+        let port = exp.addr.port();
+        let cert = tmp.path().join("server.crt");
+        let (code, body, err) = common::tls::curl(
+            &format!("https://localhost:{port}/metrics"),
+            &[
+                "--cacert",
+                cert.to_str().unwrap(),
+                "--resolve",
+                &format!("localhost:{port}:127.0.0.1"),
+            ],
+        );
+        assert_eq!(code, 200, "{name}: {err}");
+        assert!(body.contains("herakles_exporter_build_info"), "{name}");
+        let (code, _, _) = common::tls::curl(&format!("http://127.0.0.1:{port}/metrics"), &[]);
+        assert_ne!(code, 200, "{name}: plain HTTP on the HTTPS port");
     }
 }

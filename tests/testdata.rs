@@ -52,6 +52,7 @@ fn exporter_own(name: &str) -> bool {
     name.starts_with("process_")
         || name.starts_with("herakles_scrape_")
         || name.starts_with("herakles_http_")
+        || name.starts_with("herakles_exporter_config_")
         || name == "herakles_collector_parse_errors_total"
         || name == "herakles_exporter_build_info"
         || name == "herakles_testdata_info"

@@ -11,11 +11,13 @@
 //! No test here needs the suite lock: loopback ports are chosen by the
 //! kernel (bind :0), no eBPF, nothing host-wide.
 
+mod common;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,128 +26,21 @@ use herakles_node_exporter::web::{TlsAcceptor, WebConfig, WebSecurity};
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ProtocolVersion, RootCertStore, SupportedProtocolVersion};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use common::tls::{curl, htpasswd_hash, path_str, rogue_client, run, Pem, Site};
+
 const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
 
-/// A certificate and its key, PEM.
-#[derive(Clone)]
-struct Pem {
-    cert: String,
-    key: String,
-}
-
-impl Pem {
-    fn der(&self) -> CertificateDer<'static> {
-        CertificateDer::from_pem_slice(self.cert.as_bytes()).unwrap()
-    }
-}
-
-/// A test CA and the certificates it issues.
-struct Pki {
-    ca: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "herakles test CA");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        Pki {
-            ca: CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap(),
-        }
-    }
-
-    fn ca_pem(&self) -> String {
-        self.ca.pem()
-    }
-
-    fn issue(&self, name: &str, usage: ExtendedKeyUsagePurpose) -> Pem {
-        let mut params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.extended_key_usages = vec![usage];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.ca).unwrap();
-        Pem {
-            cert: cert.pem(),
-            key: key.serialize_pem(),
-        }
-    }
-
-    fn server(&self, name: &str) -> Pem {
-        self.issue(name, ExtendedKeyUsagePurpose::ServerAuth)
-    }
-
-    fn client(&self) -> Pem {
-        self.issue("prometheus", ExtendedKeyUsagePurpose::ClientAuth)
-    }
-}
-
-/// A client certificate no configured CA issued.
-fn rogue_client() -> Pem {
-    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    params.distinguished_name.push(DnType::CommonName, "rogue");
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let key = KeyPair::generate().unwrap();
-    Pem {
-        cert: params.self_signed(&key).unwrap().pem(),
-        key: key.serialize_pem(),
-    }
-}
-
-/// A directory holding the CA, a server certificate and a web config.
-struct Site {
-    dir: tempfile::TempDir,
-    pki: Pki,
-}
-
-impl Site {
-    fn new() -> Site {
-        let site = Site {
-            dir: tempfile::tempdir().unwrap(),
-            pki: Pki::new(),
-        };
-        site.write("ca.pem", &site.pki.ca_pem());
-        let server = site.pki.server("server");
-        site.write("server.crt", &server.cert);
-        site.write("server.key", &server.key);
-        site
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn write(&self, name: &str, text: &str) {
-        std::fs::write(self.path(name), text).unwrap();
-    }
-
-    /// `web.yml` with `tls_server_config` naming the files relative to the
-    /// config, plus `extra` top-level YAML.
-    fn config(&self, tls_extra: &str, extra: &str) -> PathBuf {
-        let text = format!(
-            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n{tls_extra}{extra}"
-        );
-        self.write("web.yml", &text);
-        self.path("web.yml")
-    }
-
-    fn serve(&self, tls_extra: &str, extra: &str) -> Server {
-        let config = WebConfig::load(&self.config(tls_extra, extra)).expect("web config loads");
-        Server::start(WebSecurity::new(&config).unwrap())
-    }
+/// Our web security from `site`'s web config (see [`Site::web_config`]),
+/// served.
+fn serve(site: &Site, tls_extra: &str, extra: &str) -> Server {
+    let config = WebConfig::load(&site.web_config(tls_extra, extra)).expect("web config loads");
+    Server::start(WebSecurity::new(&config).unwrap())
 }
 
 /// Our web security behind hyper on a loopback port, in its own runtime.
@@ -328,39 +223,6 @@ fn basic(user: &str, password: &str) -> String {
     format!("Basic {token}")
 }
 
-/// A bcrypt hash as `htpasswd -nB` writes it (`$2y$`).
-fn htpasswd_hash(password: &str) -> String {
-    bcrypt::hash_with_result(password, 5)
-        .unwrap()
-        .format_for_version(bcrypt::Version::TwoY)
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
-}
-
-/// `curl` of `url` with `args`; the status code (0 when no HTTP response
-/// came), the response headers and body, and curl's stderr.
-fn curl(url: &str, args: &[&str]) -> (u16, String, String) {
-    let out = run(Command::new("curl")
-        .args(["-sS", "--max-time", "20", "-D", "-", "-w", "\n%{http_code}"])
-        .args(args)
-        .arg(url));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (text, code) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
-    (
-        code.trim().parse().unwrap_or(0),
-        text.to_string(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 #[test]
 fn tls12_and_tls13_with_basic_auth_and_headers_over_rustls_and_curl() {
     let site = Site::new();
@@ -368,7 +230,7 @@ fn tls12_and_tls13_with_basic_auth_and_headers_over_rustls_and_curl() {
         "basic_auth_users:\n  alice: {}\nhttp_server_config:\n  headers:\n    X-Frame-Options: deny\n    Strict-Transport-Security: max-age=31536000\n",
         htpasswd_hash("s3cret")
     );
-    let server = site.serve("", &users);
+    let server = serve(&site, "", &users);
     let ca = site.pki.ca_pem();
     let alice = basic("alice", "s3cret");
 
@@ -470,7 +332,7 @@ fn tls11_client_hello() -> Vec<u8> {
 #[test]
 fn tls_1_1_is_refused() {
     let site = Site::new();
-    let server = site.serve("", "");
+    let server = serve(&site, "", "");
 
     // By hand: the server answers a TLS 1.1 hello with a fatal
     // protocol_version alert (RFC 8446: 70).
@@ -521,7 +383,7 @@ fn min_version_cipher_suites_and_curves_are_honoured() {
     let site = Site::new();
     let ca = site.pki.ca_pem();
     {
-        let server = site.serve("  min_version: TLS13\n", "");
+        let server = serve(&site, "  min_version: TLS13\n", "");
         let e = fetch(
             server.addr,
             client(&ca, None, &[&rustls::version::TLS12]),
@@ -533,7 +395,7 @@ fn min_version_cipher_suites_and_curves_are_honoured() {
         assert_eq!(seen.version, ProtocolVersion::TLSv1_3);
     }
     {
-        let server = site.serve(
+        let server = serve(&site,
             "  max_version: TLS12\n  cipher_suites:\n    - TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256\n  curve_preferences: [CurveP384]\n",
             "",
         );
@@ -566,7 +428,8 @@ fn client_certificates_by_policy() {
     let good = site.pki.client();
     let rogue = rogue_client();
 
-    let server = site.serve(
+    let server = serve(
+        &site,
         "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n",
         "",
     );
@@ -607,7 +470,8 @@ fn client_certificates_by_policy() {
     assert_eq!(code, 200, "{head}{err}");
     drop(server);
 
-    let server = site.serve(
+    let server = serve(
+        &site,
         "  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: ca.pem\n",
         "",
     );
@@ -617,13 +481,13 @@ fn client_certificates_by_policy() {
     drop(server);
 
     // Any certificate whose key the client holds, none refused.
-    let server = site.serve("  client_auth_type: RequireAnyClientCert\n", "");
+    let server = serve(&site, "  client_auth_type: RequireAnyClientCert\n", "");
     let e = fetch(server.addr, client(&ca, None, BOTH), None).unwrap_err();
     assert!(e.contains("CertificateRequired"), "{e}");
     assert!(fetch(server.addr, client(&ca, Some(&rogue), BOTH), None).is_ok());
     drop(server);
 
-    let server = site.serve("  client_auth_type: RequestClientCert\n", "");
+    let server = serve(&site, "  client_auth_type: RequestClientCert\n", "");
     assert!(fetch(server.addr, client(&ca, None, BOTH), None).is_ok());
     assert!(fetch(server.addr, client(&ca, Some(&rogue), BOTH), None).is_ok());
 }
@@ -632,7 +496,7 @@ fn client_certificates_by_policy() {
 fn a_renewed_certificate_is_served_without_restart() {
     let site = Site::new();
     let ca = site.pki.ca_pem();
-    let server = site.serve("", "");
+    let server = serve(&site, "", "");
     let first = std::fs::read_to_string(site.path("server.crt")).unwrap();
     let seen = fetch(server.addr, client(&ca, None, BOTH), None).unwrap();
     assert_eq!(
@@ -799,7 +663,7 @@ fn node_exporter_reads_the_same_web_config_with_the_same_outcomes() {
     let good = site.pki.client();
     site.write("client.crt", &good.cert);
     site.write("client.key", &good.key);
-    let config = site.config(
+    let config = site.web_config(
         "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n  min_version: TLS12\n  cipher_suites:\n    - TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\n    - TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384\n  curve_preferences: [X25519, CurveP256]\n  prefer_server_cipher_suites: true\n",
         &format!(
             "http_server_config:\n  http2: false\n  headers:\n    X-Content-Type-Options: nosniff\n    X-Frame-Options: sameorigin\nbasic_auth_users:\n  prometheus: {}\n",

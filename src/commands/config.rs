@@ -7,6 +7,7 @@ use herakles_core::BuildContext;
 
 use crate::config::{commented_template, Config, Format, LoadedFile};
 use crate::exporter::build_collectors_in;
+use crate::web::WebConfig;
 
 /// `config`: a config file with every key at its default, commented or not,
 /// to `output` or standard output.
@@ -79,14 +80,25 @@ pub fn show_user_config(file: Option<&LoadedFile>, format: Format) -> i32 {
     }
 }
 
-/// `--check-config`: build every enabled collector, then release them.
+/// `--check-config`: load the web config (or the `enable_tls` files), build
+/// every enabled collector, then release them.
 pub fn check(ctx: &BuildContext, config: &Config) -> i32 {
+    let web = match crate::web::configured(config) {
+        Ok(web) => web,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
     match build_collectors_in(ctx, config) {
         Ok(built) => {
             for (_, c) in &built {
                 c.shutdown();
             }
             println!("configuration OK ({} collectors enabled)", built.len());
+            if let Some(summary) = web_summary(&web) {
+                println!("web configuration OK: {summary}");
+            }
             0
         }
         Err(e) => {
@@ -94,4 +106,27 @@ pub fn check(ctx: &BuildContext, config: &Config) -> i32 {
             2
         }
     }
+}
+
+/// What a web configuration turns on, in a few words; `None` for plain
+/// HTTP with nothing else.
+fn web_summary(web: &WebConfig) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(tls) = &web.tls {
+        parts.push(format!(
+            "HTTPS with {} ({}..{}), client certificates: {}",
+            tls.cert_file.display(),
+            tls.min_version.name(),
+            tls.max_version.name(),
+            tls.client_auth.name()
+        ));
+    }
+    let users = web.users.names().count();
+    if users > 0 {
+        parts.push(format!("basic auth, {users} user(s)"));
+    }
+    if !web.headers.is_empty() {
+        parts.push(format!("{} response header(s)", web.headers.iter().count()));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
 }

@@ -24,7 +24,7 @@ pub fn run(
             return 1;
         }
     };
-    let rt = match runtime(&config, collectors.len()) {
+    let rt = match runtime(&config) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: {e}");

@@ -22,14 +22,17 @@
 //!   `perf_event_open`. tests/install.rs runs the exporter under strace and
 //!   checks every system call it makes is in this set.
 //!
-//! `Type=` is [`SERVICE_TYPE`], one constant: when the exporter learns
-//! `sd_notify`, switching to `notify` changes that line and nothing else.
+//! `Type=notify` ([`SERVICE_TYPE`]): the exporter sends `READY=1` once its
+//! socket listens, so units ordered after it start when it answers, not when
+//! it has forked; `RELOADING=1` and `READY=1` frame a reload and
+//! `STOPPING=1` starts a stop (`crate::serve::notify`). `ExecReload=` sends
+//! SIGHUP, which reloads the configuration; `Type=notify-reload`, which
+//! sends it without an `ExecReload=`, needs systemd 253 (Debian 12 has 252).
 
 use crate::config::Config;
 
-/// The unit's `Type=`. The exporter does not yet send `READY=1`, so systemd
-/// treats it as started once it has forked.
-pub const SERVICE_TYPE: &str = "simple";
+/// The unit's `Type=`: the exporter tells systemd when it is ready.
+pub const SERVICE_TYPE: &str = "notify";
 
 /// The service's name, its user and its group.
 pub const SERVICE: &str = "herakles-node-exporter";
@@ -140,6 +143,7 @@ User={user}
 Group={user}
 EnvironmentFile=-{defaults}
 ExecStart={binary} --config {config} $ARGS
+ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=5s
 
@@ -263,7 +267,8 @@ mod tests {
             "ExecStart=/opt/herakles/bin/herakles-node-exporter --config \
              /etc/herakles/herakles-node-exporter.yaml $ARGS\n"
         ));
-        assert!(text.contains("\nType=simple\n"));
+        assert!(text.contains("\nType=notify\n"));
+        assert!(text.contains("\nExecReload=/bin/kill -HUP $MAINPID\n"));
         assert!(text.contains("\nUser=herakles\n"));
         assert!(text.contains("#   CAP_SYS_ADMIN: bpf_inventory"));
     }

@@ -12,6 +12,7 @@
 
 mod collectors;
 mod format;
+mod listen;
 mod load;
 pub(crate) mod locate;
 mod overrides;
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub use collectors::{unknown_collector, CollectorSection, Collectors};
 pub use format::{ConfigError, Format};
+pub use listen::ListenAddress;
 pub use load::{default_locations, find_config_file, load_file, parse_str, LoadedFile};
 pub use overrides::{env_overrides, merge, Override, Source};
 pub use resolve::{resolve, FileChoice, Resolved};
@@ -90,12 +92,29 @@ pub struct Config {
     /// variable or --collector.NAME; every other collector is off whatever
     /// its default. node_exporter's --collector.disable-defaults.
     pub disable_default_collectors: bool,
-    /// Serve HTTPS instead of HTTP, with tls_cert_path and tls_key_path.
+    /// Serve HTTPS instead of HTTP, with tls_cert_path and tls_key_path
+    /// (TLS 1.2 and 1.3, no client certificates). For client certificates,
+    /// basic auth or TLS settings use web_config_file instead; the two
+    /// cannot be combined.
     pub enable_tls: bool,
     /// PEM certificate chain for TLS.
     pub tls_cert_path: String,
     /// PEM private key for TLS.
     pub tls_key_path: String,
+    /// Web config file in the Prometheus exporter-toolkit format, the one
+    /// node_exporter reads with --web.config.file: HTTPS, client
+    /// certificates, basic auth users and response headers (see
+    /// docs/security.md). Empty: none.
+    pub web_config_file: String,
+    /// Addresses to listen on, each host:port, [IPv6 address]:port or :port
+    /// (every interface); a host name is resolved at start and each of its
+    /// addresses is listened on. Empty: bind and port say where. Set, it
+    /// replaces them, and bind and port must be left at their defaults.
+    pub listen_addresses: Vec<String>,
+    /// Serve on the listening sockets systemd passes (socket activation,
+    /// the .socket unit's ListenStream=) instead of opening any; then
+    /// listen_addresses, bind and port cannot be set.
+    pub systemd_socket: bool,
     /// Roots of the filesystems collectors read, for running in a container
     /// with the host's trees mounted elsewhere.
     pub paths: PathsConfig,
@@ -224,6 +243,9 @@ impl Default for Config {
             enable_tls: false,
             tls_cert_path: String::new(),
             tls_key_path: String::new(),
+            web_config_file: String::new(),
+            listen_addresses: Vec::new(),
+            systemd_socket: false,
             paths: PathsConfig::default(),
             min_uss_kb: 0,
             top_n_subgroup: 3,

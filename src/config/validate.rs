@@ -17,7 +17,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use super::{Config, SmapsMode};
+use super::{Config, ListenAddress, SmapsMode};
 
 /// A key whose value is not acceptable.
 #[derive(Debug, Clone, PartialEq)]
@@ -189,6 +189,29 @@ fn combinations(c: &Config) -> Result<(), Invalid> {
             "needs both tls_cert_path and tls_key_path".into(),
         );
     }
+    if c.enable_tls && !c.web_config_file.is_empty() {
+        return invalid(
+            "enable_tls",
+            "cannot be combined with web_config_file: both configure HTTPS. Use one; in the \
+             web config file, tls_server_config's cert_file and key_file take what \
+             tls_cert_path and tls_key_path say"
+                .into(),
+        );
+    }
+    for a in &c.listen_addresses {
+        if let Err(e) = a.parse::<ListenAddress>() {
+            return invalid("listen_addresses", e);
+        }
+    }
+    listening(c).map_err(|message| Invalid {
+        key: if c.systemd_socket {
+            "systemd_socket"
+        } else {
+            "listen_addresses"
+        }
+        .into(),
+        message,
+    })?;
     if c.smaps_mode != SmapsMode::Off && c.smaps_budget_ms == 0 {
         return invalid(
             "smaps_budget_ms",
@@ -199,6 +222,38 @@ fn combinations(c: &Config) -> Result<(), Invalid> {
         return invalid("search_groups", format!("empty group name {g:?}"));
     }
     Ok(())
+}
+
+/// Where to listen is said one way: by systemd's sockets, by
+/// `listen_addresses`, or by `bind` and `port`. A second way set too would
+/// be ignored, so it is an error instead (a `bind` or `port` at its default
+/// counts as not set).
+fn listening(c: &Config) -> Result<(), String> {
+    let defaults = Config::default();
+    let mut also = Vec::new();
+    if c.systemd_socket && !c.listen_addresses.is_empty() {
+        also.push("listen_addresses".to_string());
+    }
+    if c.systemd_socket || !c.listen_addresses.is_empty() {
+        if c.bind != defaults.bind {
+            also.push(format!("bind {:?}", c.bind));
+        }
+        if c.port != defaults.port {
+            also.push(format!("port {}", c.port));
+        }
+    }
+    if also.is_empty() {
+        return Ok(());
+    }
+    let what = if c.systemd_socket {
+        "the listening sockets come from systemd (the .socket unit's ListenStream=)"
+    } else {
+        "listen_addresses says where to listen (host:port each)"
+    };
+    Err(format!(
+        "cannot be combined with {}: {what}; remove one",
+        also.join(" or ")
+    ))
 }
 
 /// The paths of the endpoints other than the metrics.
@@ -332,5 +387,58 @@ mod tests {
         };
         assert_eq!(check(&c).unwrap_err().key, "parallelism");
         assert_eq!(check(&Config::default()), Ok(()));
+    }
+
+    /// Where to listen and whether to serve HTTPS are each said one way; a
+    /// second way set too is an error naming both, never one ignored.
+    #[test]
+    fn one_way_to_say_where_to_listen_and_how_to_serve_https() {
+        let c = |f: &dyn Fn(&mut Config)| {
+            let mut c = Config::default();
+            f(&mut c);
+            check(&c)
+        };
+        let addresses = |c: &mut Config| c.listen_addresses = vec![":9100".into()];
+        assert_eq!(c(&addresses), Ok(()));
+        let e = c(&|c| {
+            addresses(c);
+            c.port = 9300;
+        })
+        .unwrap_err();
+        assert_eq!(e.key, "listen_addresses");
+        assert!(
+            e.message.starts_with("cannot be combined with port 9300"),
+            "{e}"
+        );
+        let e = c(&|c| {
+            c.systemd_socket = true;
+            addresses(c);
+            c.bind = "127.0.0.1".into();
+        })
+        .unwrap_err();
+        assert_eq!(e.key, "systemd_socket");
+        assert!(
+            e.message
+                .starts_with("cannot be combined with listen_addresses or bind \"127.0.0.1\""),
+            "{e}"
+        );
+        assert_eq!(c(&|c| c.systemd_socket = true), Ok(()));
+        let e = c(&|c| c.listen_addresses = vec![":9100".into(), "::1:9100".into()]).unwrap_err();
+        assert_eq!(e.key, "listen_addresses");
+        assert!(e.message.contains("goes in brackets"), "{e}");
+
+        let e = c(&|c| {
+            c.enable_tls = true;
+            c.tls_cert_path = "c.pem".into();
+            c.tls_key_path = "k.pem".into();
+            c.web_config_file = "web.yml".into();
+        })
+        .unwrap_err();
+        assert_eq!(e.key, "enable_tls");
+        assert!(
+            e.message
+                .contains("cannot be combined with web_config_file"),
+            "{e}"
+        );
     }
 }

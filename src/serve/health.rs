@@ -102,7 +102,11 @@ impl Health {
         inner.last_scrape = Some(now);
         inner.last_scrape_duration = Some(duration.as_secs_f64());
         for o in outcomes {
-            let h = inner.collectors.entry(o.name).or_default();
+            // A scrape that started before a reload can finish after it,
+            // with collectors the reload removed: they stay removed.
+            let Some(h) = inner.collectors.get_mut(o.name) else {
+                continue;
+            };
             h.last_duration_seconds = Some(o.duration.as_secs_f64());
             h.healthy = o.error.is_none();
             match &o.error {
@@ -113,6 +117,23 @@ impl Health {
                 }
             }
         }
+    }
+
+    /// The collectors are now `collectors` (after a reload): those that
+    /// stay keep their history, new ones start empty, removed ones go.
+    pub fn set_collectors(&self, collectors: &[&'static str]) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut old = std::mem::take(&mut inner.collectors);
+        inner.collectors = collectors
+            .iter()
+            .map(|n| (*n, old.remove(n).unwrap_or_default()))
+            .collect();
+    }
+
+    /// Replace every section added with [`Health::section`] (a reload
+    /// builds new services, which report their own state).
+    pub fn set_sections(&self, sections: Vec<(String, Section)>) {
+        *self.sections.lock().unwrap_or_else(|e| e.into_inner()) = sections;
     }
 
     /// Attach a named note (e.g. why eBPF is off) to the report.

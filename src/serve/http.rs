@@ -24,7 +24,8 @@ use super::health::Health;
 use super::listener::{Limits, Stats};
 use super::scrape::Scraper;
 use crate::config::{Config, Format};
-use crate::util::html_escape;
+use crate::util::{html_escape, Swap};
+use crate::web::{Redacted, WebSlot};
 
 /// The exposition format version we write.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -43,16 +44,25 @@ pub struct App {
     /// Bounds concurrent `/metrics` requests (`--web.max-requests`).
     pub limiter: Arc<Semaphore>,
     pub subgroups: Option<SubgroupsPage>,
+    /// The web security connections are served with; `/config` shows it.
+    pub web: WebSlot,
 }
 
-/// Serve `app` on `listener` until `shutdown` resolves, then finish
-/// in-flight requests. The connection bound is sized from the descriptors
-/// left now, after the collectors opened theirs.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Arc<App>,
+/// Serve the current [`App`] of `routes` on `listeners` until `shutdown`
+/// resolves, then finish in-flight requests. Each request is answered by
+/// the `App` current when it arrived, so a reload that replaces it never
+/// changes the configuration under a request. The connection bound is
+/// sized from the descriptors left now, after the collectors opened
+/// theirs.
+///
+/// The listener's own metrics are added to the scraper before this
+/// returns the future (not when it is first polled), so a reload that
+/// follows at once hands them on to its new scraper.
+pub fn serve(
+    listeners: Vec<tokio::net::TcpListener>,
+    routes: Arc<Swap<App>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) {
+) -> impl Future<Output = ()> {
     let limits = Limits::for_this_process();
     tracing::debug!(
         max_connections = limits.max_connections,
@@ -66,11 +76,16 @@ pub async fn serve(
         // (`enable_telemetry`): the scraper leaves every meta source out
         // otherwise.
         let stats = stats.clone();
-        app.scraper
-            .add_meta_source(Box::new(move |out| stats.render(out)));
+        routes
+            .load()
+            .scraper
+            .add_meta_source(Arc::new(move |out| stats.render(out)));
     }
-    let handler = move |req| handle(app.clone(), req);
-    super::listener::serve(listener, handler, limits, stats, shutdown).await;
+    // The slot is shared by every `App` a reload makes: the reload
+    // replaces what is in it, not the slot.
+    let web = routes.load().web.clone();
+    let handler = move |req| handle(routes.load(), req);
+    super::listener::serve(listeners, web, handler, limits, stats, shutdown)
 }
 
 /// The paths we serve.
@@ -117,7 +132,7 @@ pub async fn handle(app: Arc<App>, req: Request<()>) -> Response {
         Route::Config => respond(
             StatusCode::OK,
             "text/html; charset=utf-8",
-            config_page(&app.config),
+            config_page(&app.config, app.web.current().redacted()),
         ),
         Route::Subgroups => {
             let body = match &app.subgroups {
@@ -249,13 +264,21 @@ fn index_page(config: &Config) -> String {
     page("herakles-node-exporter", &body)
 }
 
-fn config_page(config: &Config) -> String {
-    let yaml = Format::Yaml
-        .to_string(config)
-        .unwrap_or_else(|e| format!("cannot render config: {e}"));
+/// The effective configuration, and the web configuration in force, as
+/// [`Redacted`] shows it: file names and user names, no secret.
+fn config_page(config: &Config, web: &Redacted) -> String {
+    fn yaml(value: &impl serde::Serialize) -> String {
+        Format::Yaml
+            .to_string(value)
+            .unwrap_or_else(|e| format!("cannot render config: {e}"))
+    }
     page(
         "Effective configuration",
-        &format!("<pre>{}</pre>", html_escape(&yaml)),
+        &format!(
+            "<pre>{}</pre>\n<h2>Web configuration</h2>\n<pre>{}</pre>",
+            html_escape(&yaml(config)),
+            html_escape(&yaml(web))
+        ),
     )
 }
 

@@ -1,21 +1,28 @@
 //! The HTTP listener: accepts TCP connections, keeps their number and their
 //! idle time bounded, and serves each with hyper's HTTP/1.1 and the routes.
 //!
-//! This is the only code that knows about sockets. The routes
-//! ([`super::http`]) take a `Request<()>` and return a response;
-//! [`serve_connection`] takes any byte stream, so a TLS stream or a socket
-//! handed over by systemd plugs in at the accept step and the routes never
-//! notice.
+//! This is the only code that serves sockets (`sockets.rs` opens them).
+//! The routes ([`super::http`]) take a `Request<()>` and return a
+//! response; a [`Connection`] is served over any byte stream.
+//!
+//! Web security ([`crate::web`]) is applied here, around the routes, so no
+//! route can be reached without it: each connection takes the current
+//! [`WebSecurity`] from the [`WebSlot`] when it is accepted; with TLS on,
+//! the handshake runs first, under the header-read timeout below; then
+//! every request passes basic auth before it is routed, and every response
+//! the routes or the auth check give gets the configured headers.
 //!
 //! Why our own accept loop rather than `warp::serve`: that one has no
 //! header-read or idle timeout and no bound on connections, and 300 idle
 //! connections under a 256 file-descriptor limit locked out every scrape.
 //! Three rules here keep connections from taking what scrapes need:
 //!
-//! * A new connection must deliver its first request head within
-//!   [`HEADER_READ_TIMEOUT`]; a later request head must be complete within
-//!   the same time of its first byte (a client that trickles headers is
-//!   cut off).
+//! * A new connection must complete its TLS handshake, if any, and deliver
+//!   its first request head within [`HEADER_READ_TIMEOUT`] of its accept; a
+//!   later request head must be complete within the same time of its first
+//!   byte (a client that trickles headers is cut off). So a client that
+//!   never finishes a handshake holds one connection until then, like one
+//!   that never sends a request.
 //! * A kept-alive connection that sends no request for [`IDLE_TIMEOUT`] is
 //!   closed; that outlasts Prometheus' default one-minute interval, so a
 //!   Prometheus server keeps reusing its connection.
@@ -49,6 +56,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
+
+use crate::web::{TlsAcceptor, WebSecurity, WebSlot};
 
 /// Time for a request head to arrive: from accepting a connection to its
 /// first complete head, and from the first byte of any later head.
@@ -192,29 +201,50 @@ impl Stats {
     }
 }
 
-/// Serve `handler` on every connection `listener` accepts until `shutdown`
+/// Serve `handler` on every connection the `listeners` accept, each with
+/// the web security in `web` when it is accepted, until `shutdown`
 /// resolves; then stop accepting, let requests in flight finish, and
-/// return once every connection is closed.
-pub async fn serve<H, F>(
-    listener: TcpListener,
-    handler: H,
+/// return once every connection is closed. All listeners share one
+/// connection bound.
+pub async fn serve(
+    listeners: Vec<TcpListener>,
+    web: WebSlot,
+    handler: impl Handler,
     limits: Limits,
     stats: Arc<Stats>,
     shutdown: impl Future<Output = ()>,
-) where
-    H: Fn(Request<()>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
-{
+) {
     let registry = Registry::new(limits, stats);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut shutdown = pin!(shutdown);
+    {
+        // The accept loops never end on their own; dropping them closes
+        // the listening sockets.
+        let accepting = futures::future::join_all(
+            listeners
+                .into_iter()
+                .map(|l| accept_loop(l, &registry, &web, &handler, &stop_rx)),
+        );
+        tokio::select! {
+            () = shutdown => {}
+            _ = accepting => {}
+        }
+    }
+    let _ = stop_tx.send(true);
+    registry.wait_empty().await;
+}
+
+/// Accept on `listener` until dropped, each connection in a task of its
+/// own with the slot's current web security.
+async fn accept_loop(
+    listener: TcpListener,
+    registry: &Arc<Registry>,
+    web: &WebSlot,
+    handler: &impl Handler,
+    stop: &watch::Receiver<bool>,
+) {
     let mut last_warned: Option<Instant> = None;
     loop {
-        let accepted = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
+        match listener.accept().await {
             Ok((stream, peer)) => {
                 let Some(admitted) = registry.admit() else {
                     tracing::debug!(%peer, "connection refused: every connection is answering a request");
@@ -222,13 +252,14 @@ pub async fn serve<H, F>(
                 };
                 // Responses go out whole; do not hold their last segment back.
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(serve_connection(
-                    stream,
-                    Some(peer),
-                    handler.clone(),
+                let conn = Connection {
+                    peer: Some(peer),
+                    web: web.current(),
+                    handler: handler.clone(),
                     admitted,
-                    stop_rx.clone(),
-                ));
+                    stop: stop.clone(),
+                };
+                tokio::spawn(conn.serve(stream));
             }
             Err(e) if is_descriptor_exhaustion(&e) => {
                 // Out of descriptors despite the bound (collectors hold
@@ -248,10 +279,26 @@ pub async fn serve<H, F>(
             Err(e) => tracing::debug!(error = %e, "accept failed"),
         }
     }
-    drop(listener);
-    let _ = stop_tx.send(true);
-    registry.wait_empty().await;
 }
+
+/// What answers a request: the routes, for the exporter.
+pub trait Handler: Fn(Request<()>) -> Self::Answer + Clone + Send + Sync + 'static {
+    type Answer: Future<Output = Response<Full<Bytes>>> + Send + 'static;
+}
+
+impl<H, F> Handler for H
+where
+    H: Fn(Request<()>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    type Answer = F;
+}
+
+/// A connection's bytes: a TCP socket, a TLS stream over one, or an
+/// in-memory stream in tests.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for S {}
 
 fn is_descriptor_exhaustion(e: &io::Error) -> bool {
     matches!(
@@ -260,77 +307,145 @@ fn is_descriptor_exhaustion(e: &io::Error) -> bool {
     )
 }
 
-/// Serve HTTP/1.1 on one accepted byte stream until the client closes it,
-/// a timeout or the connection bound closes it, or `stop` turns true
-/// (then the request in flight, if any, is answered first).
-async fn serve_connection<S, H, F>(
-    stream: S,
+/// An accepted connection and what serving it takes.
+struct Connection<H> {
     peer: Option<SocketAddr>,
+    /// What it is served with: the slot's value at the accept.
+    web: Arc<WebSecurity>,
     handler: H,
     admitted: Admitted,
-    mut stop: watch::Receiver<bool>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    H: Fn(Request<()>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
-{
-    let conn = admitted.conn.clone();
-    let limits = admitted.registry.limits;
-    let service = {
-        let conn = conn.clone();
-        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-            let answering = Answering::start(conn.clone());
-            // The routes read no request body; dropping it makes hyper close
-            // the connection after the response if a client sent one.
-            let response = handler(req.map(|_| ()));
-            async move {
-                let response = response.await;
-                drop(answering);
-                Ok::<_, Infallible>(response)
-            }
-        })
-    };
-    let io = TokioIo::new(Tracked {
-        inner: stream,
-        conn: conn.clone(),
-    });
-    let http = hyper::server::conn::http1::Builder::new()
-        .max_buf_size(MAX_REQUEST_HEAD)
-        .serve_connection(io, service);
-    let mut http = pin!(http);
-    let mut stopping = false;
-    loop {
-        let deadline = conn.deadline(&limits);
-        let expiry = async {
-            match deadline {
-                Some((at, _)) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
+    /// Turns true when the server stops.
+    stop: watch::Receiver<bool>,
+}
+
+impl<H: Handler> Connection<H> {
+    /// Serve the connection's byte stream: the TLS handshake if TLS is on,
+    /// then HTTP/1.1 until the client closes it, a timeout or the
+    /// connection bound closes it, or `stop` turns true (then the request
+    /// in flight, if any, is answered first).
+    async fn serve(mut self, stream: impl Stream) {
+        let web = Arc::clone(&self.web);
+        let Some(tls) = web.tls() else {
+            return self.serve_http(stream).await;
         };
+        if let Some(stream) = self.handshake(tls, stream).await {
+            self.serve_http(stream).await;
+        }
+    }
+
+    /// The server side of the TLS handshake, within the header-read timeout
+    /// counted from the accept (the first request head must arrive in what
+    /// is left of it). `None`: the handshake failed, timed out, or the
+    /// connection was closed to make room or to stop.
+    async fn handshake<S>(
+        &mut self,
+        tls: &TlsAcceptor,
+        stream: S,
+    ) -> Option<tokio_rustls::server::TlsStream<S>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let (peer, admitted) = (self.peer, &self.admitted);
+        let conn = &admitted.conn;
+        let deadline = conn.accepted + admitted.registry.limits.header_read_timeout;
         tokio::select! {
-            result = http.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(peer = ?peer, error = %e, "HTTP connection ended with an error");
+            done = tls.accept(stream) => match done {
+                Ok(stream) => Some(stream),
+                Err(e) => {
+                    tracing::debug!(peer = ?peer, error = %e, "TLS handshake failed");
+                    None
                 }
-                return;
-            }
-            () = conn.changed.notified() => {}
-            () = expiry => {
-                if let Some((at, reason)) = conn.deadline(&limits) {
-                    if at <= Instant::now() {
-                        admitted.registry.stats.count(reason);
-                        tracing::debug!(peer = ?peer, reason = reason.label(), "closing HTTP connection");
-                        return;
-                    }
-                }
+            },
+            () = tokio::time::sleep_until(deadline) => {
+                admitted.registry.stats.count(Reason::HeaderTimeout);
+                tracing::debug!(peer = ?peer, "closing connection: TLS handshake not done in time");
+                None
             }
             () = conn.evict.notified() => {
-                tracing::debug!(peer = ?peer, "closing idle HTTP connection: at the connection bound");
-                return;
+                tracing::debug!(peer = ?peer, "closing handshaking connection: at the connection bound");
+                None
             }
-            _ = stop.wait_for(|stop| *stop), if !stopping => {
-                http.as_mut().graceful_shutdown();
-                stopping = true;
+            _ = self.stop.wait_for(|stop| *stop) => None,
+        }
+    }
+
+    /// HTTP/1.1 on the connection (plain, or TLS after the handshake):
+    /// basic auth before the routes, the configured headers on what they
+    /// answer.
+    async fn serve_http(self, stream: impl Stream) {
+        let Connection {
+            peer,
+            web,
+            handler,
+            admitted,
+            mut stop,
+        } = self;
+        let conn = admitted.conn.clone();
+        let limits = admitted.registry.limits;
+        let service = {
+            let conn = conn.clone();
+            hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let answering = Answering::start(conn.clone());
+                // The routes read no request body; dropping it makes hyper close
+                // the connection after the response if a client sent one.
+                let req = req.map(|_| ());
+                let (web, handler) = (web.clone(), handler.clone());
+                async move {
+                    let response = match web.authorize(req.headers()).await {
+                        Ok(()) => {
+                            let mut response = handler(req).await;
+                            web.finish(response.headers_mut());
+                            response
+                        }
+                        Err(denied) => denied,
+                    };
+                    drop(answering);
+                    Ok::<_, Infallible>(response)
+                }
+            })
+        };
+        let io = TokioIo::new(Tracked {
+            inner: stream,
+            conn: conn.clone(),
+        });
+        let http = hyper::server::conn::http1::Builder::new()
+            .max_buf_size(MAX_REQUEST_HEAD)
+            .serve_connection(io, service);
+        let mut http = pin!(http);
+        let mut stopping = false;
+        loop {
+            let deadline = conn.deadline(&limits);
+            let expiry = async {
+                match deadline {
+                    Some((at, _)) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                result = http.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(peer = ?peer, error = %e, "HTTP connection ended with an error");
+                    }
+                    return;
+                }
+                () = conn.changed.notified() => {}
+                () = expiry => {
+                    if let Some((at, reason)) = conn.deadline(&limits) {
+                        if at <= Instant::now() {
+                            admitted.registry.stats.count(reason);
+                            tracing::debug!(peer = ?peer, reason = reason.label(), "closing HTTP connection");
+                            return;
+                        }
+                    }
+                }
+                () = conn.evict.notified() => {
+                    tracing::debug!(peer = ?peer, "closing idle HTTP connection: at the connection bound");
+                    return;
+                }
+                _ = stop.wait_for(|stop| *stop), if !stopping => {
+                    http.as_mut().graceful_shutdown();
+                    stopping = true;
+                }
             }
         }
     }
@@ -631,6 +746,7 @@ mod tests {
     struct Server {
         registry: Arc<Registry>,
         stop: watch::Sender<bool>,
+        web: WebSlot,
     }
 
     impl Server {
@@ -642,23 +758,21 @@ mod tests {
             Server {
                 registry: Registry::new(limits, Arc::default()),
                 stop: watch::channel(false).0,
+                web: WebSlot::new(WebSecurity::plain_http()),
             }
         }
 
-        fn connect<H, F>(&self, handler: H) -> Option<DuplexStream>
-        where
-            H: Fn(Request<()>) -> F + Clone + Send + Sync + 'static,
-            F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
-        {
+        fn connect(&self, handler: impl Handler) -> Option<DuplexStream> {
             let admitted = self.registry.admit()?;
             let (client, server) = tokio::io::duplex(64 * 1024);
-            tokio::spawn(serve_connection(
-                server,
-                None,
+            let conn = Connection {
+                peer: None,
+                web: self.web.current(),
                 handler,
                 admitted,
-                self.stop.subscribe(),
-            ));
+                stop: self.stop.subscribe(),
+            };
+            tokio::spawn(conn.serve(server));
             Some(client)
         }
 
@@ -795,5 +909,212 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(1), server.registry.wait_empty())
             .await
             .expect("every connection closed");
+    }
+
+    /// A web security from web config `yaml`, its files in `dir`.
+    fn security(dir: &std::path::Path, yaml: &str) -> WebSecurity {
+        let path = dir.join("web.yml");
+        std::fs::write(&path, yaml).unwrap();
+        WebSecurity::new(&crate::web::WebConfig::load(&path).unwrap()).unwrap()
+    }
+
+    /// A self-signed certificate for `localhost` in `dir`, and a web config
+    /// serving it.
+    fn tls_security(dir: &std::path::Path) -> (WebSecurity, String) {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        std::fs::write(dir.join("c.pem"), made.cert.pem()).unwrap();
+        std::fs::write(dir.join("k.pem"), made.signing_key.serialize_pem()).unwrap();
+        let web = security(
+            dir,
+            "tls_server_config:\n  cert_file: c.pem\n  key_file: k.pem\n",
+        );
+        (web, made.cert.pem())
+    }
+
+    /// Read one response on a kept-alive connection: the head and a body
+    /// of its Content-Length.
+    async fn response(client: &mut (impl AsyncRead + Unpin)) -> String {
+        let mut got = Vec::new();
+        let mut buf = [0; 1024];
+        loop {
+            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .map_or(0, |n| n.trim().parse().unwrap());
+                if got.len() >= end + 4 + length {
+                    return String::from_utf8(got).unwrap();
+                }
+            }
+            let n = tokio::io::AsyncReadExt::read(client, &mut buf)
+                .await
+                .unwrap();
+            assert!(
+                n > 0,
+                "closed mid-response: {:?}",
+                String::from_utf8_lossy(&got)
+            );
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tls_handshake_that_never_finishes_closes_at_the_header_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::new(8);
+        server.web.replace(tls_security(dir.path()).0);
+        let mut client = server.connect(ok).unwrap();
+        // The start of a ClientHello record, and nothing more.
+        client.write_all(&[0x16, 0x03, 0x01, 0x02]).await.unwrap();
+        let took = tokio::time::timeout(HEADER_READ_TIMEOUT * 3, time_to_close(&mut client))
+            .await
+            .expect("closed, not left handshaking");
+        assert!(about(took, HEADER_READ_TIMEOUT), "{took:?}");
+        assert_eq!(server.closed(Reason::HeaderTimeout), 1);
+        assert!(server.registry.conns().is_empty());
+    }
+
+    #[tokio::test]
+    async fn tls_connections_are_served_after_the_handshake() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::new(8);
+        let (web, cert) = tls_security(dir.path());
+        server.web.replace(web);
+        let client = server.connect(ok).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(rustls::pki_types::pem::PemObject::from_pem_slice(cert.as_bytes()).unwrap())
+            .unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, client)
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            tls.write_all(REQUEST).await.unwrap();
+            let got = response(&mut tls).await;
+            assert!(
+                got.starts_with("HTTP/1.1 200 OK") && got.ends_with("ok"),
+                "{got}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn basic_auth_comes_before_the_routes_and_headers_go_on_every_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        let server = Server::new(8);
+        server.web.replace(security(
+            dir.path(),
+            &format!(
+                "basic_auth_users:\n  alice: {hash}\nhttp_server_config:\n  headers:\n    \
+                 X-Frame-Options: deny\n"
+            ),
+        ));
+        let routed = Arc::new(AtomicU64::new(0));
+        let handler = {
+            let routed = routed.clone();
+            move |_: Request<()>| {
+                routed.fetch_add(1, Ordering::Relaxed);
+                ok(Request::new(()))
+            }
+        };
+        let mut client = server.connect(handler).unwrap();
+        for (authorization, status) in [
+            ("", "401 Unauthorized"),
+            (
+                "Authorization: Basic YWxpY2U6d3Jvbmc=\r\n",
+                "401 Unauthorized",
+            ),
+            ("Authorization: Basic YWxpY2U6cHc=\r\n", "200 OK"),
+        ] {
+            let request = format!("GET / HTTP/1.1\r\nHost: test\r\n{authorization}\r\n");
+            client.write_all(request.as_bytes()).await.unwrap();
+            let got = response(&mut client).await;
+            assert!(got.starts_with(&format!("HTTP/1.1 {status}")), "{got}");
+            assert!(got.contains("x-frame-options: deny"), "{got}");
+            if status.starts_with("401") {
+                assert!(got.contains("www-authenticate: Basic"), "{got}");
+            }
+        }
+        assert_eq!(
+            routed.load(Ordering::Relaxed),
+            1,
+            "only the authorized request was routed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_replaced_web_security_applies_to_new_connections_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::new(8);
+        let mut before = server.connect(ok).unwrap();
+        assert!(exchange(&mut before).await.starts_with("HTTP/1.1 200 OK"));
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        let old = server.web.replace(security(
+            dir.path(),
+            &format!("basic_auth_users:\n  alice: {hash}\n"),
+        ));
+        assert!(old.basic_auth().is_none());
+        // The kept-alive connection keeps what it was accepted with.
+        assert!(exchange(&mut before).await.starts_with("HTTP/1.1 200 OK"));
+        let mut after = server.connect(ok).unwrap();
+        after.write_all(REQUEST).await.unwrap();
+        let got = response(&mut after).await;
+        assert!(got.starts_with("HTTP/1.1 401"), "{got}");
+    }
+
+    /// Through the accept loops: every listener is served, and each accept
+    /// takes what is in the slot at that moment.
+    #[tokio::test]
+    async fn every_listener_is_served_and_each_accept_takes_the_slot_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let bind = || async { TcpListener::bind("127.0.0.1:0").await.unwrap() };
+        let listeners = vec![bind().await, bind().await];
+        let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+        let web = WebSlot::new(WebSecurity::plain_http());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(
+            listeners,
+            web.clone(),
+            ok,
+            Limits::for_fd_budget(1024, 0),
+            Arc::default(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let mut first = tokio::net::TcpStream::connect(addrs[0]).await.unwrap();
+        first.write_all(REQUEST).await.unwrap();
+        assert!(response(&mut first).await.starts_with("HTTP/1.1 200 OK"));
+
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        web.replace(security(
+            dir.path(),
+            &format!("basic_auth_users:\n  alice: {hash}\n"),
+        ));
+        for addr in &addrs {
+            let mut later = tokio::net::TcpStream::connect(addr).await.unwrap();
+            later.write_all(REQUEST).await.unwrap();
+            let got = response(&mut later).await;
+            assert!(got.starts_with("HTTP/1.1 401"), "{addr}: {got}");
+        }
+        first.write_all(REQUEST).await.unwrap();
+        assert!(response(&mut first).await.starts_with("HTTP/1.1 200 OK"));
+        drop(first);
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("stops")
+            .unwrap();
     }
 }

@@ -80,8 +80,9 @@ pub const CACHE_MAX_ENTRIES: usize = 16;
 pub const CACHE_MAX_BYTES: usize = 32 << 20;
 
 /// Renders metrics about the exporter itself (its HTTP listener, say) into
-/// every scrape.
-pub type MetaSource = Box<dyn Fn(&mut MetricSink) + Send + Sync>;
+/// every scrape. Shared, so that a reload's new scraper renders the same
+/// sources ([`Scraper::meta_sources`]).
+pub type MetaSource = Arc<dyn Fn(&mut MetricSink) + Send + Sync>;
 
 /// A collector the coordinator can run.
 struct Slot {
@@ -393,6 +394,14 @@ impl Scraper {
             .push(source);
     }
 
+    /// Every source added, to hand to a scraper that replaces this one.
+    pub fn meta_sources(&self) -> Vec<MetaSource> {
+        self.meta_sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -653,24 +662,11 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// The exporter's own process metrics (`process_*`), the same families every
-/// Prometheus client exposes, from the `prometheus` crate's process
-/// collector.
+/// Prometheus client exposes.
 fn self_metrics() -> String {
-    use prometheus::Encoder;
-    static REGISTRY: OnceLock<prometheus::Registry> = OnceLock::new();
-    let registry = REGISTRY.get_or_init(|| {
-        let r = prometheus::Registry::new();
-        let pc = prometheus::process_collector::ProcessCollector::for_self();
-        if let Err(e) = r.register(Box::new(pc)) {
-            tracing::warn!(error = %e, "process self-metrics unavailable");
-        }
-        r
-    });
-    let mut buf = Vec::new();
-    match prometheus::TextEncoder::new().encode(&registry.gather(), &mut buf) {
-        Ok(()) => String::from_utf8(buf).unwrap_or_default(),
-        Err(_) => String::new(),
-    }
+    let mut out = MetricSink::new();
+    super::self_metrics::render(&mut out);
+    out.to_text()
 }
 
 #[cfg(test)]

@@ -3,6 +3,9 @@
 //! a handle on a running exporter binary.
 #![allow(dead_code)]
 
+pub mod prometheus;
+pub mod tls;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -151,7 +154,10 @@ impl Running {
                 );
             };
             log.lock().unwrap().push(line.clone());
-            if let Some(rest) = line.split("listening on http://").nth(1) {
+            let rest = ["listening on http://", "listening on https://"]
+                .iter()
+                .find_map(|scheme| line.split(scheme).nth(1));
+            if let Some(rest) = rest {
                 // Up to the end of the address, whatever the log format
                 // puts after it (a space, logfmt's closing quote, JSON's).
                 let a: String = rest
@@ -173,6 +179,24 @@ impl Running {
 
     pub fn get(&self, path: &str) -> Response {
         get(self.addr, path)
+    }
+
+    /// Wait (at most a minute) until `n` lines it logged contain `needle`.
+    pub fn wait_log(&self, needle: &str, n: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let log = self.log.lock().unwrap();
+            if log.iter().filter(|l| l.contains(needle)).count() >= n {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {n}x {needle:?} in:\n{}",
+                log.join("\n")
+            );
+            drop(log);
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -258,6 +282,32 @@ pub fn assert_get_and_head_only(addr: SocketAddr, path: &str) {
         assert_eq!(resp.status, 405, "{method} {path}");
         assert_eq!(resp.header("allow"), Some("GET, HEAD"), "{method} {path}");
     }
+}
+
+/// Run `f` on a thread in a fresh network namespace with `lo` up; programs
+/// it starts inherit the namespace, so TC filters they attach never touch
+/// the host's interfaces.
+pub fn in_netns<F: FnOnce() + Send + 'static>(f: F) {
+    std::thread::spawn(move || {
+        // SAFETY: CLONE_NEWNET alone affects only the calling thread.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "unshare: {}", std::io::Error::last_os_error());
+        sh("ip link set lo up");
+        f();
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+}
+
+/// Run `cmd` with `sh -c`; its standard output. Fails the test if it fails.
+pub fn sh(cmd: &str) -> String {
+    let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Whether the exporter's eBPF programs can load here; prints why not.
