@@ -83,6 +83,43 @@ fn served_serial(site: &Site, addr: SocketAddr) -> String {
     text
 }
 
+/// When the certificate in `path` expires, in Unix seconds, as openssl
+/// and date(1) read it.
+fn file_not_after(path: &Path) -> f64 {
+    let out = run(Command::new("sh").arg("-c").arg(format!(
+        "date -u -d \"$(openssl x509 -noout -enddate -in '{}' | cut -d= -f2)\" +%s",
+        path.display()
+    )));
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("notAfter of {}: {text:?}: {e}", path.display()))
+}
+
+/// The exporter's own TLS certificate series, scraped over HTTPS (which is
+/// also a handshake, so a changed file is looked at first).
+fn certificate_series(site: &Site, addr: SocketAddr) -> (Option<f64>, Option<f64>, Option<f64>) {
+    let (code, text, err) = curl_ca(site, &https(addr, "/metrics"), &[]);
+    assert_eq!(code, 200, "{err}");
+    let scrape = common::parse(text.split_once("\r\n\r\n").unwrap().1);
+    let reloads = |result| {
+        common::value(
+            &scrape,
+            "herakles_tls_certificate_reloads_total",
+            &[("result", result)],
+        )
+    };
+    (
+        common::value(
+            &scrape,
+            "herakles_tls_certificate_expiry_timestamp_seconds",
+            &[],
+        ),
+        reloads("success"),
+        reloads("failure"),
+    )
+}
+
 fn file_serial(path: &Path) -> String {
     let out = run(Command::new("openssl")
         .args(["x509", "-noout", "-serial", "-in"])
@@ -149,17 +186,40 @@ fn spec_tls_flags_serve_https_and_a_renewed_certificate_without_restart() {
 
     // Renewal: a new certificate and key renamed over the old ones are
     // served from the next connection on, by the same process.
+    // The expiry metric follows the certificate served, and renewals are
+    // counted.
     let first = served_serial(&site, exp.addr);
     assert_eq!(first, file_serial(&site.path("server.crt")));
-    let renewed = site.pki.server("renewed");
+    let expiry = file_not_after(&site.path("server.crt"));
+    assert_eq!(
+        certificate_series(&site, exp.addr),
+        (Some(expiry), Some(0.0), Some(0.0))
+    );
+    let renewed = site.pki.server_until("renewed", (2031, 5, 17));
     replace(&site, "server.key", &renewed.key);
     replace(&site, "server.crt", &renewed.cert);
     let second = served_serial(&site, exp.addr);
     assert_ne!(second, first, "the renewed certificate is served");
     assert_eq!(second, file_serial(&site.path("server.crt")));
     assert!(matches!(exp.child.try_wait(), Ok(None)), "no restart");
-    let (code, _, err) = curl_ca(&site, &https(exp.addr, "/metrics"), &[]);
-    assert_eq!(code, 200, "{err}");
+    let renewed_expiry = file_not_after(&site.path("server.crt"));
+    assert_ne!(renewed_expiry, expiry);
+    assert_eq!(
+        certificate_series(&site, exp.addr),
+        (Some(renewed_expiry), Some(1.0), Some(0.0))
+    );
+    // A renewal that does not load: the served certificate, and so the
+    // expiry, stay; the failure is counted.
+    replace(
+        &site,
+        "server.crt",
+        "-----BEGIN CERTIFICATE-----\ntruncated\n",
+    );
+    assert_eq!(
+        certificate_series(&site, exp.addr),
+        (Some(renewed_expiry), Some(1.0), Some(1.0))
+    );
+    replace(&site, "server.crt", &renewed.cert);
 
     // /config names the files, never their contents.
     let (code, config, _) = curl_ca(&site, &https(exp.addr, "/config"), &[]);

@@ -510,7 +510,7 @@ fn a_renewed_certificate_is_served_without_restart() {
     site.write("server.key", &renewed.key);
     let seen = fetch(server.addr, client(&ca, None, BOTH), None).unwrap();
     assert_eq!(seen.server_cert, renewed.der(), "the renewed certificate");
-    assert_eq!(server.tls().reload_counts().ok, 1);
+    assert_eq!(server.tls().certificate_state().ok, 1);
 
     // A broken renewal: the last good certificate stays, the failure is
     // counted (and logged) once however many handshakes follow.
@@ -519,14 +519,14 @@ fn a_renewed_certificate_is_served_without_restart() {
         let seen = fetch(server.addr, client(&ca, None, BOTH), None).unwrap();
         assert_eq!(seen.server_cert, renewed.der());
     }
-    assert_eq!(server.tls().reload_counts().failed, 1);
+    assert_eq!(server.tls().certificate_state().failed, 1);
 
     // A key that belongs to another certificate is a broken renewal too.
     let other = site.pki.server("other");
     site.write("server.crt", &other.cert);
     let seen = fetch(server.addr, client(&ca, None, BOTH), None).unwrap();
     assert_eq!(seen.server_cert, renewed.der());
-    assert_eq!(server.tls().reload_counts().failed, 2);
+    assert_eq!(server.tls().certificate_state().failed, 2);
 
     // Renewed by replacing the files (rename over them), as certbot and
     // cert-manager do: picked up.
@@ -534,7 +534,7 @@ fn a_renewed_certificate_is_served_without_restart() {
     std::fs::rename(site.path("new.key"), site.path("server.key")).unwrap();
     let seen = fetch(server.addr, client(&ca, None, BOTH), None).unwrap();
     assert_eq!(seen.server_cert, other.der());
-    assert_eq!(server.tls().reload_counts().ok, 2);
+    assert_eq!(server.tls().certificate_state().ok, 2);
 }
 
 #[test]

@@ -84,6 +84,15 @@ pub fn serve(
     // The slot is shared by every `App` a reload makes: the reload
     // replaces what is in it, not the slot.
     let web = routes.load().web.clone();
+    {
+        // The certificate served now, whichever web config put it there.
+        let web = web.clone();
+        routes.load().scraper.add_meta_source(Arc::new(move |out| {
+            if let Some(tls) = web.current().tls() {
+                tls.render(out);
+            }
+        }));
+    }
     let handler = move |req| handle(routes.load(), req);
     super::listener::serve(listeners, web, handler, limits, stats, shutdown)
 }

@@ -38,7 +38,7 @@ use http_body_util::Full;
 pub use auth::{unauthorized, Access, BasicAuth, BcryptHash, Users, CACHE_ENTRIES, CHALLENGE};
 pub use config::{Redacted, RedactedHttp, RedactedTls, WebConfig};
 pub use headers::ResponseHeaders;
-pub use tls::{ReloadCounts, TlsAcceptor, TlsError, TlsSettings};
+pub use tls::{CertificateState, TlsAcceptor, TlsError, TlsSettings};
 pub use values::{CipherSuite, ClientAuth, Curve, TlsVersion};
 
 use crate::config::{Config, ConfigError};

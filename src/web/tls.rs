@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use herakles_core::{Desc, MetricSink};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
@@ -180,9 +181,15 @@ impl TlsSettings {
 
     /// Read the files and build the rustls configuration.
     pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        self.load().map(|loaded| loaded.config)
+    }
+
+    /// [`Self::server_config`], and when the served certificate expires.
+    fn load(&self) -> Result<Loaded, TlsError> {
         let provider = Arc::new(self.provider());
         let certified = self.certified_key(&provider)?;
         self.check_suites_fit_key(&certified)?;
+        let not_after = certified.end_entity_cert().ok().and_then(not_after);
         let verifier = self.client_verifier(&provider)?;
         let versions: Vec<_> = self.versions().into_iter().map(|v| v.rustls()).collect();
         let mut config = ServerConfig::builder_with_provider(provider)
@@ -191,7 +198,10 @@ impl TlsSettings {
             .with_client_cert_verifier(verifier)
             .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
         config.ignore_client_order = self.prefer_server_cipher_suites;
-        Ok(Arc::new(config))
+        Ok(Loaded {
+            config: Arc::new(config),
+            not_after,
+        })
     }
 
     fn certified_key(&self, provider: &CryptoProvider) -> Result<CertifiedKey, TlsError> {
@@ -449,13 +459,40 @@ fn digest(files: &[&Path]) -> [u8; 32] {
     d.finalize().into()
 }
 
-/// Reloads of the certificate files since the acceptor was built.
+const CERT_NOT_AFTER: Desc = Desc::gauge(
+    "herakles_tls_certificate_expiry_timestamp_seconds",
+    "Unix time at which the served TLS certificate expires (its notAfter).",
+);
+const CERT_RELOADS: Desc = Desc::counter(
+    "herakles_tls_certificate_reloads_total",
+    "Changes of the TLS certificate, key or client CA files seen since the TLS settings were \
+     loaded, by result: success (now served) or failure (the previous files are still served).",
+);
+
+/// The end of the certificate's validity (`notAfter`), in Unix seconds.
+/// `None` for a certificate x509-parser cannot read, which rustls served
+/// all the same: the metric is then absent rather than wrong.
+fn not_after(cert: &CertificateDer<'_>) -> Option<i64> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    Some(parsed.validity().not_after.timestamp())
+}
+
+/// A configuration built from the files, and what the metrics say of it.
+struct Loaded {
+    config: Arc<ServerConfig>,
+    not_after: Option<i64>,
+}
+
+/// What the acceptor has done with the certificate files since it was
+/// built, for the exporter's own metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ReloadCounts {
+pub struct CertificateState {
     /// Changed files that loaded and are now served.
     pub ok: u64,
     /// Changed files that did not load (the previous ones are still served).
     pub failed: u64,
+    /// When the certificate served now expires (Unix seconds).
+    pub not_after: Option<i64>,
 }
 
 /// What the acceptor serves now, and what the files looked like when it
@@ -465,7 +502,7 @@ struct Current {
     stamps: Option<Vec<FileStamp>>,
     /// Of the contents last loaded, whether they loaded or not.
     digest: [u8; 32],
-    config: Arc<ServerConfig>,
+    loaded: Loaded,
 }
 
 /// Performs TLS handshakes with the current certificate, reloading it when
@@ -495,7 +532,7 @@ impl TlsAcceptor {
         let current = Current {
             stamps: stamps(&files),
             digest: digest(&files),
-            config: settings.server_config()?,
+            loaded: settings.load()?,
         };
         Ok(TlsAcceptor {
             settings,
@@ -517,17 +554,17 @@ impl TlsAcceptor {
         let now = stamps(&files);
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         if now.is_some() && current.stamps == now {
-            return Arc::clone(&current.config);
+            return Arc::clone(&current.loaded.config);
         }
         current.stamps = now;
         let digest = digest(&files);
         if digest == current.digest {
-            return Arc::clone(&current.config);
+            return Arc::clone(&current.loaded.config);
         }
         current.digest = digest;
-        match self.settings.server_config() {
-            Ok(config) => {
-                current.config = config;
+        match self.settings.load() {
+            Ok(loaded) => {
+                current.loaded = loaded;
                 self.reloads_ok.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
                     cert_file = %self.settings.cert_file.display(),
@@ -542,7 +579,7 @@ impl TlsAcceptor {
                 );
             }
         }
-        Arc::clone(&current.config)
+        Arc::clone(&current.loaded.config)
     }
 
     /// Perform the server side of a TLS handshake on `io`. The caller bounds
@@ -557,10 +594,29 @@ impl TlsAcceptor {
             .await
     }
 
-    pub fn reload_counts(&self) -> ReloadCounts {
-        ReloadCounts {
+    /// The exporter's own metrics about the certificate: when the served
+    /// one expires, and how renewals went.
+    pub fn render(&self, out: &mut MetricSink) {
+        let state = self.certificate_state();
+        if let Some(t) = state.not_after {
+            out.single(&CERT_NOT_AFTER, t as f64);
+        }
+        let mut reloads = out.family(&CERT_RELOADS);
+        reloads.sample(&[("result", "success")], state.ok as f64);
+        reloads.sample(&[("result", "failure")], state.failed as f64);
+    }
+
+    pub fn certificate_state(&self) -> CertificateState {
+        let not_after = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .loaded
+            .not_after;
+        CertificateState {
             ok: self.reloads_ok.load(Ordering::Relaxed),
             failed: self.reloads_failed.load(Ordering::Relaxed),
+            not_after,
         }
     }
 }

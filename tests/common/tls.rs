@@ -52,12 +52,21 @@ impl Pki {
         self.ca.pem()
     }
 
-    /// A certificate for `localhost`, 127.0.0.1 and ::1.
-    fn issue(&self, name: &str, usage: ExtendedKeyUsagePurpose) -> Pem {
+    /// A certificate for `localhost`, 127.0.0.1 and ::1, valid until
+    /// `until` (year, month, day) or rcgen's default (4096).
+    fn issue(
+        &self,
+        name: &str,
+        usage: ExtendedKeyUsagePurpose,
+        until: Option<(i32, u8, u8)>,
+    ) -> Pem {
         let names = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
         let mut params = CertificateParams::new(names).unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
         params.extended_key_usages = vec![usage];
+        if let Some((y, m, d)) = until {
+            params.not_after = rcgen::date_time_ymd(y, m, d);
+        }
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.ca).unwrap();
         Pem {
@@ -67,11 +76,16 @@ impl Pki {
     }
 
     pub fn server(&self, name: &str) -> Pem {
-        self.issue(name, ExtendedKeyUsagePurpose::ServerAuth)
+        self.issue(name, ExtendedKeyUsagePurpose::ServerAuth, None)
+    }
+
+    /// A server certificate that expires at the start of `until`.
+    pub fn server_until(&self, name: &str, until: (i32, u8, u8)) -> Pem {
+        self.issue(name, ExtendedKeyUsagePurpose::ServerAuth, Some(until))
     }
 
     pub fn client(&self) -> Pem {
-        self.issue("prometheus", ExtendedKeyUsagePurpose::ClientAuth)
+        self.issue("prometheus", ExtendedKeyUsagePurpose::ClientAuth, None)
     }
 }
 
