@@ -137,6 +137,49 @@ fn peak_rss_bytes(pid: u32) -> u64 {
 
 const TIMEOUT_SECS: u64 = 4;
 
+/// `check` reads other processes' files too: a blocked read must end in a
+/// failed line naming the reason, not a command that never returns (it
+/// gates deployment scripts).
+#[test]
+fn check_ends_when_a_process_blocks_its_reads() {
+    let tree = Tree::new();
+    tree.process(100, "postgres", 100);
+    tree.process(101, "nginx", 101);
+    tree.write("proc/stat", b"cpu  1 2 3 4 5 6 7 0 0 0\nbtime 1700000000\n");
+    let fifo = tree.proc().join("100/cmdline");
+    fs::remove_file(&fifo).unwrap();
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_herakles-node-exporter"))
+        .args(["--no-config", "--path.procfs"])
+        .arg(tree.proc())
+        .arg("check")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("check still running after 60 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("PASS  ") && text.contains("proc readable: 2 processes visible"),
+        "{text}"
+    );
+    assert!(
+        text.contains("FAIL  other users' smaps_rollup readable: no answer within 5 s"),
+        "{text}"
+    );
+}
+
 /// Issue 10, fault 2: a process whose `cmdline` read blocks (a FIFO here;
 /// on a real host, a process stuck while holding its mmap lock) made every
 /// scrape wait for `collector_timeout`, cost every process series, and

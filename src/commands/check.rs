@@ -4,6 +4,8 @@
 //! it can gate a deployment script.
 
 use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
 
 use herakles_core::{read_bytes, read_text, READ_LIMIT};
 
@@ -25,11 +27,11 @@ pub fn run(config: &Config, all: bool, ebpf: bool) -> i32 {
     if all || !ebpf {
         checks.push(Check {
             name: format!("{} readable", procfs.display()),
-            result: proc_readable(procfs),
+            result: within_deadline(procfs, proc_readable),
         });
         checks.push(Check {
             name: "other users' smaps_rollup readable".into(),
-            result: others_smaps_readable(procfs),
+            result: within_deadline(procfs, others_smaps_readable),
         });
         checks.push(cap_check(&caps, CAP_SYS_PTRACE, "CAP_SYS_PTRACE"));
         checks.push(cap_check(&caps, CAP_DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH"));
@@ -104,6 +106,36 @@ fn ebpf_parts(config: &Config) -> (Vec<Check>, Vec<(String, String)>) {
         }
     }
     (checks, off)
+}
+
+/// How long a check that reads other processes' files may take.
+const PROC_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Run a check that reads `/proc/<pid>/…` files on a thread of its own and
+/// give up after [`PROC_DEADLINE`]. Reading a process's `cmdline` or
+/// `smaps_rollup` blocks for as long as that process is stuck holding its
+/// memory map lock (a hung FUSE or NFS page fault); the daemon skips such a
+/// process, and `check`, which gates deployment scripts, must end too. The
+/// stuck thread is left behind: the command exits right after.
+fn within_deadline(
+    procfs: &Path,
+    check: fn(&Path) -> Result<String, String>,
+) -> Result<String, String> {
+    let (tx, rx) = mpsc::channel();
+    let procfs = procfs.to_path_buf();
+    std::thread::Builder::new()
+        .name("check".into())
+        .spawn(move || {
+            let _ = tx.send(check(&procfs));
+        })
+        .map_err(|e| format!("cannot start a thread: {e}"))?;
+    rx.recv_timeout(PROC_DEADLINE).unwrap_or_else(|_| {
+        Err(format!(
+            "no answer within {} s: some process's /proc files block when read \
+             (a process stuck in the kernel); the exporter skips such a process",
+            PROC_DEADLINE.as_secs()
+        ))
+    })
 }
 
 /// The most read of `/proc/<pid>/status`: some fifty short lines.
