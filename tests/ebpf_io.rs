@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -605,6 +605,58 @@ fn without_privilege_ebpf_is_absent_and_the_rest_serves() {
         let reason = p["reason"].as_str().unwrap();
         assert!(reason.contains("CAP_BPF"), "{part} reason: {reason}");
     }
+    assert_part_states_match_health(&common::parse(&metrics), &health);
+}
+
+/// `herakles_ebpf_part_state` has, for every part `/health` lists, 1 for
+/// the state `/health` gives and 0 for the two others; returns the states.
+fn assert_part_states_match_health(
+    scrape: &prometheus_parse::Scrape,
+    health: &serde_json::Value,
+) -> BTreeMap<String, String> {
+    let parts = health["ebpf"]["parts"].as_object().unwrap();
+    assert!(!parts.is_empty(), "{health}");
+    let mut states = BTreeMap::new();
+    for (part, p) in parts {
+        let now = p["state"].as_str().unwrap();
+        for state in ["active", "disabled", "failed"] {
+            let v = common::value(
+                scrape,
+                "herakles_ebpf_part_state",
+                &[("part", part), ("state", state)],
+            );
+            assert_eq!(
+                v,
+                Some(f64::from(u8::from(state == now))),
+                "{part} {state}: {p}"
+            );
+        }
+        states.insert(part.clone(), now.to_string());
+    }
+    states
+}
+
+/// A part switched off on purpose is `disabled`, not `failed`: what lets
+/// an alert fire on failures only.
+#[test]
+fn part_states_tell_switched_off_from_failed() {
+    let _serial = serial();
+    if !can_run() {
+        return;
+    }
+    let exporter = common::Running::start(&["--disable-ebpf-disk"]);
+    let scrape = common::parse(&exporter.get("/metrics").text());
+    let health: serde_json::Value = serde_json::from_str(&exporter.get("/health").text()).unwrap();
+    let states = assert_part_states_match_health(&scrape, &health);
+    let want: BTreeMap<String, String> = [
+        ("disk", "disabled"),
+        ("network", "active"),
+        ("tcp_tracking", "active"),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(states, want);
 }
 
 #[test]

@@ -23,6 +23,7 @@ use herakles_core::{
 };
 
 use crate::ebpf::process_io::{self, IoView, Net, ProcIo, ProcessIo, ProcessIoConfig};
+use crate::ebpf::{PartState, Status};
 
 const NET_BYTES: Desc = Desc::counter(
     "herakles_net_process_bytes_total",
@@ -56,6 +57,11 @@ const MAPS: Desc = Desc::gauge(
     "herakles_ebpf_maps_count",
     "BPF maps the exporter's programs hold.",
 );
+const PART_STATE: Desc = Desc::gauge(
+    "herakles_ebpf_part_state",
+    "1 for the state each eBPF part (network, disk, tcp_tracking) is in: active, disabled \
+     (compiled out or switched off by configuration) or failed (/health says why); 0 for the others.",
+);
 const CPU: Desc = Desc::counter(
     "herakles_ebpf_cpu_seconds_total",
     "CPU time spent in the exporter's eBPF programs (kernel run-time statistics; only with cpu_stats: true).",
@@ -64,6 +70,26 @@ const CPU: Desc = Desc::counter(
 /// See the module documentation.
 pub struct EbpfIo {
     io: Arc<ProcessIo>,
+    status: Arc<Status>,
+}
+
+/// Every part's state, so that an alert can tell a part that failed from
+/// one switched off on purpose (both leave its series absent).
+fn emit_part_states(status: &Status, out: &mut MetricSink) {
+    let mut f = out.family(&PART_STATE);
+    for (part, state) in status.parts() {
+        let now = match state {
+            PartState::Active { .. } => "active",
+            PartState::Disabled { .. } => "disabled",
+            PartState::Failed { .. } => "failed",
+        };
+        for name in ["active", "disabled", "failed"] {
+            f.sample(
+                &[("part", part), ("state", name)],
+                f64::from(u8::from(name == now)),
+            );
+        }
+    }
 }
 
 fn emit_processes(view: &IoView, out: &mut MetricSink) {
@@ -133,6 +159,7 @@ fn labels<'a>(p: &'a process_io::ProcIo, pid: &'a str) -> [(&'static str, &'a st
 
 impl Collector for EbpfIo {
     fn collect(&self, ctx: &ScrapeContext, out: &mut MetricSink) -> Result<()> {
+        emit_part_states(&self.status, out);
         let Some(view) = self.io.view(ctx) else {
             return Ok(());
         };
@@ -162,6 +189,7 @@ impl BuildCollector for EbpfIo {
     fn build(_: ProcessIoConfig, ctx: &BuildContext) -> Result<Self> {
         Ok(EbpfIo {
             io: process_io::service(ctx)?,
+            status: crate::ebpf::status(ctx),
         })
     }
 }
