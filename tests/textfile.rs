@@ -42,7 +42,7 @@ fn fixture_files_merge_with_ours_and_bad_ones_cost_only_themselves() {
     assert!(complaints.trim().is_empty(), "promtool: {complaints}");
     let s = parse(&text);
 
-    // Valid files, exactly as written: escapes, a histogram, and a HELP
+    // Valid files, exactly as written: escapes, a histogram, a summary, and a HELP
     // line made up for the family that has none.
     let has = |line: &str| text.lines().any(|l| l == line);
     for line in [
@@ -51,6 +51,10 @@ fn fixture_files_merge_with_ours_and_bad_ones_cost_only_themselves() {
         r#"backup_duration_seconds_bucket{target="db",le="+Inf"} 6"#,
         r#"backup_duration_seconds_count{target="db"} 6"#,
         "# TYPE backup_duration_seconds histogram",
+        "# TYPE backup_chunk_upload_seconds summary",
+        r#"backup_chunk_upload_seconds{target="db",quantile="0.99"} 0.31"#,
+        r#"backup_chunk_upload_seconds_sum{target="db"} 51.2"#,
+        r#"backup_chunk_upload_seconds_count{target="db"} 1024"#,
     ] {
         assert!(has(line), "missing {line}");
     }

@@ -34,8 +34,9 @@
 //! * A file larger than `max_file_kb`, a last line without its line feed
 //!   (a writer cut short), a size or mtime that changed while we read (twice
 //!   in a row), or a series repeated within a file make the file invalid.
-//! * Summaries are not supported (our encoder has no summary type): such a
-//!   family is dropped with an error; expose quantiles as gauges instead.
+//! * A histogram or summary is checked whole: a histogram needs its `+Inf`
+//!   bucket equal to its `_count`, and both need a `_sum` and a `_count`
+//!   per series; a series missing one drops its family.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -319,7 +320,8 @@ impl Kind {
             Kind::Counter => MetricType::Counter,
             Kind::Gauge => MetricType::Gauge,
             Kind::Histogram => MetricType::Histogram,
-            Kind::Untyped | Kind::Summary => MetricType::Untyped,
+            Kind::Summary => MetricType::Summary,
+            Kind::Untyped => MetricType::Untyped,
         }
     }
 }
@@ -576,13 +578,7 @@ struct Histogram {
 }
 
 fn histograms(family: &ParsedFamily) -> std::result::Result<Vec<Histogram>, String> {
-    let whole = |v: f64| -> std::result::Result<u64, String> {
-        if v >= 0.0 && v.fract() == 0.0 && v < 2f64.powi(53) {
-            Ok(v as u64)
-        } else {
-            Err(format!("{}: count {v} is not a whole number", family.name))
-        }
-    };
+    let whole = |v: f64| whole_count(&family.name, v);
     /// A series as its samples arrive; the sum may come before the buckets.
     #[derive(Default)]
     struct Partial {
@@ -638,6 +634,80 @@ fn histograms(family: &ParsedFamily) -> std::result::Result<Vec<Histogram>, Stri
         .collect()
 }
 
+/// One summary series rebuilt from its quantile, `_sum` and `_count`
+/// samples, for [`herakles_core::Family::summary`].
+struct Summary {
+    labels: Labels,
+    quantiles: Vec<(f64, f64)>,
+    sum: f64,
+    count: u64,
+}
+
+fn summaries(family: &ParsedFamily) -> std::result::Result<Vec<Summary>, String> {
+    #[derive(Default)]
+    struct Partial {
+        quantiles: Vec<(f64, f64)>,
+        sum: Option<f64>,
+        count: Option<u64>,
+    }
+    let mut series: Vec<(Labels, Partial)> = Vec::new();
+    for (suffix, labels, value) in &family.samples {
+        let mut labels = labels.clone();
+        let quantile = labels
+            .iter()
+            .position(|(k, _)| k == "quantile")
+            .map(|i| labels.remove(i).1);
+        let idx = match series.iter().position(|(l, _)| *l == labels) {
+            Some(i) => i,
+            None => {
+                series.push((labels, Partial::default()));
+                series.len() - 1
+            }
+        };
+        let entry = &mut series[idx].1;
+        match (*suffix, quantile) {
+            ("", Some(q)) => {
+                let q: f64 = q
+                    .parse()
+                    .ok()
+                    .filter(|q| (0.0..=1.0).contains(q))
+                    .ok_or_else(|| format!("{}: quantile {q:?} is not in 0..1", family.name))?;
+                entry.quantiles.push((q, *value));
+            }
+            ("_sum", None) => entry.sum = Some(*value),
+            ("_count", None) => entry.count = Some(whole_count(&family.name, *value)?),
+            _ => return Err(format!("{}: misplaced quantile label", family.name)),
+        }
+    }
+    series
+        .into_iter()
+        .map(|(labels, mut p)| {
+            p.quantiles.sort_by(|a, b| a.0.total_cmp(&b.0));
+            match (p.sum, p.count) {
+                (Some(sum), Some(count)) => Ok(Summary {
+                    labels,
+                    quantiles: p.quantiles,
+                    sum,
+                    count,
+                }),
+                _ => Err(format!(
+                    "{}{labels:?}: a summary needs a _sum and a _count",
+                    family.name
+                )),
+            }
+        })
+        .collect()
+}
+
+/// An observation count: a whole number a float holds exactly.
+fn whole_count(family: &str, v: f64) -> std::result::Result<u64, String> {
+    if v >= 0.0 && v.fract() == 0.0 && v < 2f64.powi(53) {
+        Ok(v as u64)
+    } else {
+        Err(format!("{family}: count {v} is not a whole number"))
+    }
+}
+
 /// Families of all files of one scrape, merged by name.
 #[derive(Default)]
 struct Merged {
@@ -664,17 +734,14 @@ impl Merged {
                 ));
                 continue;
             }
-            if family.kind == Kind::Summary {
-                dropped.push(format!(
-                    "family {name} dropped: summaries are not supported; expose quantiles as a gauge"
-                ));
+            let whole = match family.kind {
+                Kind::Histogram => histograms(&family).map(drop),
+                Kind::Summary => summaries(&family).map(drop),
+                _ => Ok(()),
+            };
+            if let Err(e) = whole {
+                dropped.push(format!("family {name} dropped: {e}"));
                 continue;
-            }
-            if family.kind == Kind::Histogram {
-                if let Err(e) = histograms(&family) {
-                    dropped.push(format!("family {name} dropped: {e}"));
-                    continue;
-                }
             }
             let idx = match self.by_name.get(&name) {
                 None => None,
@@ -697,13 +764,18 @@ impl Merged {
                 }
             };
             // A series an earlier file already gave is dropped whole: for a
-            // histogram that is all its buckets, its sum and its count.
-            let key = |suffix: &str, labels: &Labels| match family.kind {
-                Kind::Histogram => {
-                    let without_le = labels.iter().filter(|(k, _)| k != "le").cloned();
-                    series_key(&name, "", &without_le.collect())
+            // histogram that is all its buckets, its sum and its count; for
+            // a summary its quantiles, sum and count.
+            let key = |suffix: &str, labels: &Labels| {
+                let whole = |label: &str| {
+                    let rest = labels.iter().filter(|(k, _)| k != label).cloned();
+                    series_key(&name, "", &rest.collect())
+                };
+                match family.kind {
+                    Kind::Histogram => whole("le"),
+                    Kind::Summary => whole("quantile"),
+                    _ => series_key(&name, suffix, labels),
                 }
-                _ => series_key(&name, suffix, labels),
             };
             let earlier: HashSet<_> = family
                 .samples
@@ -762,6 +834,17 @@ impl Merged {
                         .map(|(k, v)| (k.as_str(), v.as_str()))
                         .collect();
                     f.histogram(&refs, &h.buckets, h.sum, h.count);
+                }
+                continue;
+            }
+            if family.kind == Kind::Summary {
+                for q in summaries(family).unwrap_or_default() {
+                    let refs: Vec<(&str, &str)> = q
+                        .labels
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect();
+                    f.summary(&refs, &q.quantiles, q.sum, q.count);
                 }
                 continue;
             }
@@ -989,16 +1072,62 @@ mod tests {
     }
 
     #[test]
-    fn inconsistent_histograms_and_summaries_are_dropped() {
-        let dir = dir_with(&[(
-            "a.prom",
-            "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 3\nh_sum 1\nh_count 2\n\
-             # TYPE s summary\ns{quantile=\"0.5\"} 1\ns_sum 1\ns_count 1\nfine 1\n",
-        )]);
+    fn summaries_are_served_whole() {
+        let s = "# HELP rq_seconds Request time.\n# TYPE rq_seconds summary\n\
+                 rq_seconds{path=\"/\",quantile=\"0.99\"} 0.75\n\
+                 rq_seconds{path=\"/\",quantile=\"0.5\"} 0.25\n\
+                 rq_seconds_sum{path=\"/\"} 4.5\n\
+                 rq_seconds_count{path=\"/\"} 12\n\
+                 rq_seconds_sum{path=\"/x\"} 1\n\
+                 rq_seconds_count{path=\"/x\"} 1\n";
+        // The second file repeats the "/" series (dropped whole, quantiles
+        // and all) and adds one of its own.
+        let other = "# TYPE rq_seconds summary\n\
+                     rq_seconds{path=\"/\",quantile=\"0.5\"} 9\n\
+                     rq_seconds_sum{path=\"/\"} 9\nrq_seconds_count{path=\"/\"} 9\n\
+                     rq_seconds_sum{path=\"/y\"} 2\nrq_seconds_count{path=\"/y\"} 3\n";
+        let dir = dir_with(&[("a.prom", s), ("b.prom", other)]);
         let c = collect(dir.path());
-        assert!(c.absent("h_bucket") && c.absent("s") && c.absent("s_sum"));
-        assert_eq!(c.value("fine", &[]), Some(1.0));
-        assert_eq!(c.value("herakles_textfile_scrape_error", &[]), Some(1.0));
+        assert!(
+            c.text.contains(
+                "# TYPE rq_seconds summary\n\
+             rq_seconds{path=\"/\",quantile=\"0.5\"} 0.25\n\
+             rq_seconds{path=\"/\",quantile=\"0.99\"} 0.75\n\
+             rq_seconds_sum{path=\"/\"} 4.5\n\
+             rq_seconds_count{path=\"/\"} 12\n\
+             rq_seconds_sum{path=\"/x\"} 1\n\
+             rq_seconds_count{path=\"/x\"} 1\n\
+             rq_seconds_sum{path=\"/y\"} 2\n\
+             rq_seconds_count{path=\"/y\"} 3\n"
+            ),
+            "{}",
+            c.text
+        );
+    }
+
+    #[test]
+    fn inconsistent_histograms_and_summaries_are_dropped() {
+        for summary in [
+            "s{quantile=\"0.5\"} 1\ns_sum 1\n",
+            "s{quantile=\"1.5\"} 1\ns_sum 1\ns_count 1\n",
+            "s{quantile=\"0.5\"} 1\ns_sum 1\ns_count 0.5\n",
+        ] {
+            let dir = dir_with(&[(
+                "a.prom",
+                &format!(
+                    "# TYPE h histogram\nh_bucket{{le=\"+Inf\"}} 3\nh_sum 1\nh_count 2\n\
+                     # TYPE s summary\n{summary}fine 1\n"
+                ),
+            )]);
+            let c = collect(dir.path());
+            assert!(
+                c.absent("h_bucket") && c.absent("s") && c.absent("s_sum"),
+                "{summary}: {}",
+                c.text
+            );
+            assert_eq!(c.value("fine", &[]), Some(1.0));
+            assert_eq!(c.value("herakles_textfile_scrape_error", &[]), Some(1.0));
+        }
     }
 
     #[test]

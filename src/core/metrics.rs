@@ -20,6 +20,11 @@ pub enum MetricType {
     /// Written with [`Family::histogram`]: `_bucket`, `_sum` and `_count`
     /// samples under one family name.
     Histogram,
+    /// Written with [`Family::summary`]: quantile, `_sum` and `_count`
+    /// samples under one family name. The exporter's own collectors use
+    /// histograms (they aggregate across hosts); summaries exist for what
+    /// others computed, such as textfile input.
+    Summary,
     Untyped,
 }
 
@@ -29,6 +34,7 @@ impl MetricType {
             MetricType::Gauge => "gauge",
             MetricType::Counter => "counter",
             MetricType::Histogram => "histogram",
+            MetricType::Summary => "summary",
             MetricType::Untyped => "untyped",
         }
     }
@@ -71,6 +77,16 @@ impl Desc {
             name: Cow::Borrowed(name),
             help: Cow::Borrowed(help),
             kind: MetricType::Histogram,
+        }
+    }
+
+    /// A summary: quantiles computed by whoever observed, written with
+    /// [`Family::summary`].
+    pub const fn summary(name: &'static str, help: &'static str) -> Desc {
+        Desc {
+            name: Cow::Borrowed(name),
+            help: Cow::Borrowed(help),
+            kind: MetricType::Summary,
         }
     }
 }
@@ -211,6 +227,27 @@ impl Family<'_> {
         self.line("", labels, None, value);
     }
 
+    /// Add one summary series: `quantiles` are (quantile in 0..=1, value)
+    /// pairs, written in the order given. Open the family with a
+    /// [`Desc::summary`].
+    pub fn summary(
+        &mut self,
+        labels: &[(&str, &str)],
+        quantiles: &[(f64, f64)],
+        sum: f64,
+        count: u64,
+    ) {
+        debug_assert_eq!(self.buf.kind, MetricType::Summary);
+        let mut q = String::new();
+        for &(quantile, value) in quantiles {
+            q.clear();
+            write_value(quantile, &mut q);
+            self.line("", labels, Some(("quantile", &q)), value);
+        }
+        self.line("_sum", labels, None, sum);
+        self.line("_count", labels, None, count as f64);
+    }
+
     /// Add one histogram series: `buckets` are (upper bound, cumulative
     /// count) pairs in increasing bound order, without the `+Inf` bucket,
     /// which is written from `count`. Open the family with a
@@ -227,23 +264,28 @@ impl Family<'_> {
         for &(bound, n) in buckets {
             le.clear();
             write_value(bound, &mut le);
-            self.line("_bucket", labels, Some(&le), n as f64);
+            self.line("_bucket", labels, Some(("le", &le)), n as f64);
         }
-        self.line("_bucket", labels, Some("+Inf"), count as f64);
+        self.line("_bucket", labels, Some(("le", "+Inf")), count as f64);
         self.line("_sum", labels, None, sum);
         self.line("_count", labels, None, count as f64);
     }
 
     /// One sample line: the family name plus `suffix`, the labels and, for
-    /// histogram buckets, the `le` label last.
-    fn line(&mut self, suffix: &str, labels: &[(&str, &str)], le: Option<&str>, value: f64) {
+    /// histogram buckets and summary quantiles, `le` or `quantile` last.
+    fn line(
+        &mut self,
+        suffix: &str,
+        labels: &[(&str, &str)],
+        last: Option<(&str, &str)>,
+        value: f64,
+    ) {
         let body = &mut self.buf.body;
         body.push_str(&self.buf.name);
         body.push_str(suffix);
-        let le = le.map(|v| ("le", v));
-        if !labels.is_empty() || le.is_some() {
+        if !labels.is_empty() || last.is_some() {
             body.push('{');
-            for (i, (k, v)) in labels.iter().chain(le.iter()).enumerate() {
+            for (i, (k, v)) in labels.iter().chain(last.iter()).enumerate() {
                 debug_assert!(valid_label_name(k), "invalid label name {k}");
                 if i > 0 {
                     body.push(',');
@@ -385,6 +427,25 @@ mod tests {
              test_seconds_bucket{k=\"v\",le=\"+Inf\"} 4\n\
              test_seconds_sum{k=\"v\"} 2.25\n\
              test_seconds_count{k=\"v\"} 4\n"
+        );
+    }
+
+    #[test]
+    fn summary_writes_quantiles_sum_and_count() {
+        let mut sink = MetricSink::new();
+        let mut f = sink.family(&Desc::summary("test_seconds", "S."));
+        f.summary(&[("k", "v")], &[(0.5, 0.125), (0.99, 2.0)], 9.5, 40);
+        f.summary(&[], &[], 1.0, 1);
+        assert_eq!(
+            sink.to_text(),
+            "# HELP test_seconds S.\n\
+             # TYPE test_seconds summary\n\
+             test_seconds{k=\"v\",quantile=\"0.5\"} 0.125\n\
+             test_seconds{k=\"v\",quantile=\"0.99\"} 2\n\
+             test_seconds_sum{k=\"v\"} 9.5\n\
+             test_seconds_count{k=\"v\"} 40\n\
+             test_seconds_sum 1\n\
+             test_seconds_count 1\n"
         );
     }
 
