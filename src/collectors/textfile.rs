@@ -577,21 +577,39 @@ struct Histogram {
     count: u64,
 }
 
-fn histograms(family: &ParsedFamily) -> std::result::Result<Vec<Histogram>, String> {
-    let whole = |v: f64| whole_count(&family.name, v);
-    /// A series as its samples arrive; the sum may come before the buckets.
-    #[derive(Default)]
-    struct Partial {
-        buckets: Vec<(f64, u64)>,
-        sum: Option<f64>,
-        count: Option<u64>,
-    }
+/// One summary series rebuilt from its quantile, `_sum` and `_count`
+/// samples, for [`herakles_core::Family::summary`].
+struct Summary {
+    labels: Labels,
+    quantiles: Vec<(f64, f64)>,
+    sum: f64,
+    count: u64,
+}
+
+/// A histogram or summary series as its samples arrive (the sum may come
+/// before the buckets): its points (`le` bound or quantile, value) in
+/// increasing order, its sum and its count.
+#[derive(Default)]
+struct Partial {
+    points: Vec<(f64, f64)>,
+    sum: Option<f64>,
+    count: Option<u64>,
+}
+
+/// Group the samples of a histogram or summary into series, by their labels
+/// without `point_label` (`le` or `quantile`), which the samples named
+/// with `point_suffix` (`_bucket`, or none) carry.
+fn gather(
+    family: &ParsedFamily,
+    point_suffix: &str,
+    point_label: &str,
+) -> std::result::Result<Vec<(Labels, Partial)>, String> {
     let mut series: Vec<(Labels, Partial)> = Vec::new();
     for (suffix, labels, value) in &family.samples {
         let mut labels = labels.clone();
-        let le = labels
+        let point = labels
             .iter()
-            .position(|(k, _)| k == "le")
+            .position(|(k, _)| k == point_label)
             .map(|i| labels.remove(i).1);
         let idx = match series.iter().position(|(l, _)| *l == labels) {
             Some(i) => i,
@@ -601,27 +619,38 @@ fn histograms(family: &ParsedFamily) -> std::result::Result<Vec<Histogram>, Stri
             }
         };
         let entry = &mut series[idx].1;
-        match (*suffix, le) {
-            ("_bucket", Some(le)) => {
-                let bound: f64 = le
+        match (*suffix, point) {
+            (s, Some(at)) if s == point_suffix => {
+                let at: f64 = at
                     .parse()
-                    .map_err(|_| format!("{}: invalid le {le:?}", family.name))?;
-                entry.buckets.push((bound, whole(*value)?));
+                    .map_err(|_| format!("{}: invalid {point_label} {at:?}", family.name))?;
+                entry.points.push((at, *value));
             }
             ("_sum", None) => entry.sum = Some(*value),
-            ("_count", None) => entry.count = Some(whole(*value)?),
-            _ => return Err(format!("{}: misplaced le label", family.name)),
+            ("_count", None) => entry.count = Some(whole_count(&family.name, *value)?),
+            _ => return Err(format!("{}: misplaced {point_label} label", family.name)),
         }
     }
-    series
+    for (_, p) in &mut series {
+        p.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    Ok(series)
+}
+
+fn histograms(family: &ParsedFamily) -> std::result::Result<Vec<Histogram>, String> {
+    gather(family, "_bucket", "le")?
         .into_iter()
-        .map(|(labels, mut p)| {
-            p.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let inf = p.buckets.pop().filter(|b| b.0 == f64::INFINITY);
+        .map(|(labels, p)| {
+            let mut buckets = p
+                .points
+                .iter()
+                .map(|&(bound, n)| Ok((bound, whole_count(&family.name, n)?)))
+                .collect::<std::result::Result<Vec<_>, String>>()?;
+            let inf = buckets.pop().filter(|b| b.0 == f64::INFINITY);
             match (inf, p.sum, p.count) {
                 (Some((_, n)), Some(sum), Some(count)) if n == count => Ok(Histogram {
                     labels,
-                    buckets: p.buckets,
+                    buckets,
                     sum,
                     count,
                 }),
@@ -634,59 +663,17 @@ fn histograms(family: &ParsedFamily) -> std::result::Result<Vec<Histogram>, Stri
         .collect()
 }
 
-/// One summary series rebuilt from its quantile, `_sum` and `_count`
-/// samples, for [`herakles_core::Family::summary`].
-struct Summary {
-    labels: Labels,
-    quantiles: Vec<(f64, f64)>,
-    sum: f64,
-    count: u64,
-}
-
 fn summaries(family: &ParsedFamily) -> std::result::Result<Vec<Summary>, String> {
-    #[derive(Default)]
-    struct Partial {
-        quantiles: Vec<(f64, f64)>,
-        sum: Option<f64>,
-        count: Option<u64>,
-    }
-    let mut series: Vec<(Labels, Partial)> = Vec::new();
-    for (suffix, labels, value) in &family.samples {
-        let mut labels = labels.clone();
-        let quantile = labels
-            .iter()
-            .position(|(k, _)| k == "quantile")
-            .map(|i| labels.remove(i).1);
-        let idx = match series.iter().position(|(l, _)| *l == labels) {
-            Some(i) => i,
-            None => {
-                series.push((labels, Partial::default()));
-                series.len() - 1
-            }
-        };
-        let entry = &mut series[idx].1;
-        match (*suffix, quantile) {
-            ("", Some(q)) => {
-                let q: f64 = q
-                    .parse()
-                    .ok()
-                    .filter(|q| (0.0..=1.0).contains(q))
-                    .ok_or_else(|| format!("{}: quantile {q:?} is not in 0..1", family.name))?;
-                entry.quantiles.push((q, *value));
-            }
-            ("_sum", None) => entry.sum = Some(*value),
-            ("_count", None) => entry.count = Some(whole_count(&family.name, *value)?),
-            _ => return Err(format!("{}: misplaced quantile label", family.name)),
-        }
-    }
-    series
+    gather(family, "", "quantile")?
         .into_iter()
-        .map(|(labels, mut p)| {
-            p.quantiles.sort_by(|a, b| a.0.total_cmp(&b.0));
+        .map(|(labels, p)| {
+            if let Some((q, _)) = p.points.iter().find(|(q, _)| !(0.0..=1.0).contains(q)) {
+                return Err(format!("{}: quantile {q} is not in 0..1", family.name));
+            }
             match (p.sum, p.count) {
                 (Some(sum), Some(count)) => Ok(Summary {
                     labels,
-                    quantiles: p.quantiles,
+                    quantiles: p.points,
                     sum,
                     count,
                 }),
