@@ -104,10 +104,13 @@ fn hup(e: &Running) -> prometheus_parse::Scrape {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         assert!(alive(e), "the exporter died on SIGHUP:\n{}", log(e));
-        let s = metrics(e);
-        let (ok2, failed2) = reloads(&s);
+        let (ok2, failed2) = reloads(&metrics(e));
         if ok2 + failed2 > ok + failed {
-            return s;
+            // The count moves once the new collectors serve, but a scrape
+            // already running on the old ones renders it too (the reload
+            // metrics are read when the scrape ends): only a scrape begun
+            // after seeing the count is sure to come from the new set.
+            return metrics(e);
         }
         assert!(Instant::now() < deadline, "no reload counted:\n{}", log(e));
         std::thread::sleep(Duration::from_millis(20));
