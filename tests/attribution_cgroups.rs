@@ -19,7 +19,6 @@ use std::ffi::{c_char, c_int, c_void, CString};
 use std::fmt::Debug;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
