@@ -19,7 +19,6 @@ use std::ffi::{c_char, c_int, c_void, CString};
 use std::fmt::Debug;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -32,15 +31,12 @@ use herakles_node_exporter::attribution::proc_cgroup::ProcCgroup;
 
 mod common;
 
+use common::cgroups::{disk_of, is_root, move_to, test_slice, Kid, Made};
+
 const MIB: usize = 1 << 20;
 const CID: &str = "4f1ab5d3c2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5";
 const CID2: &str = "0853fad78812e955b92d871d8d597d9bc598e34320c9edbfab0a73eacf150145";
 const UID: &str = "73dc8baf-43a0-413e-aac2-5eb0868f6c1a";
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
 
 // ---------------------------------------------------------------------
 // A forked child that does what it is told and then blocks.
@@ -255,79 +251,6 @@ impl Place {
     }
 }
 
-/// The cgroups the test made, removed deepest first when dropped.
-#[derive(Default)]
-struct Made(Vec<PathBuf>);
-
-impl Made {
-    /// Make `dir` and any missing parent below `root`, enabling in each
-    /// new parent the v2 controllers its own parent offers, so leaves get
-    /// memory, cpu and io files where the kernel has them on v2.
-    fn make(&mut self, root: &Path, dir: &Path) {
-        let mut missing = Vec::new();
-        let mut d = dir;
-        while !d.exists() {
-            missing.push(d.to_path_buf());
-            d = d.parent().unwrap();
-            assert!(d.starts_with(root));
-        }
-        for d in missing.into_iter().rev() {
-            fs::create_dir(&d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
-            self.0.push(d.clone());
-            let offered = fs::read_to_string(d.join("cgroup.controllers")).unwrap_or_default();
-            for c in offered.split_whitespace() {
-                if ["memory", "cpu", "io"].contains(&c) {
-                    let _ = fs::write(d.join("cgroup.subtree_control"), format!("+{c}"));
-                }
-            }
-        }
-    }
-}
-
-impl Drop for Made {
-    fn drop(&mut self) {
-        for d in self.0.iter().rev() {
-            // An emptied cgroup can be busy for a moment while the kernel
-            // finishes taking its last process out.
-            for _ in 0..500 {
-                match fs::remove_dir(d) {
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                        std::thread::sleep(Duration::from_millis(10))
-                    }
-                    _ => break,
-                }
-            }
-            if d.exists() {
-                eprintln!("could not remove cgroup {}", d.display());
-            }
-        }
-    }
-}
-
-/// The whole disk holding `file` (block I/O is accounted per disk, not
-/// per partition).
-fn disk_of(file: &Path) -> (u32, u32) {
-    let dev = fs::metadata(file).unwrap().dev();
-    let sys = PathBuf::from(format!(
-        "/sys/dev/block/{}:{}",
-        libc::major(dev),
-        libc::minor(dev)
-    ));
-    let disk = if sys.join("partition").exists() {
-        sys.join("../dev")
-    } else {
-        sys.join("dev")
-    };
-    let text = fs::read_to_string(&disk).unwrap();
-    let (major, minor) = text.trim().split_once(':').unwrap();
-    (major.parse().unwrap(), minor.parse().unwrap())
-}
-
-fn move_to(pid: libc::pid_t, dir: &Path) {
-    fs::write(dir.join("cgroup.procs"), pid.to_string())
-        .unwrap_or_else(|e| panic!("move {pid} to {}: {e}", dir.display()));
-}
-
 // ---------------------------------------------------------------------
 // The kernel's files, read here independently of the code under test.
 
@@ -525,15 +448,6 @@ impl Places {
         .flatten()
         .collect()
     }
-}
-
-/// A slice name of the test's own, `herakles-test-<pid>-<nonce>.slice`.
-fn test_slice() -> String {
-    let nonce = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("herakles-test-{}-{nonce}.slice", std::process::id())
 }
 
 // ---------------------------------------------------------------------
@@ -918,13 +832,6 @@ fn the_exporter_follows_real_cgroups_moves_and_execs() {
         }
     }
     // A shell that execs `sleep` when told to; meanwhile it waits in read.
-    struct Kid(std::process::Child);
-    impl Drop for Kid {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let mut kid = Kid(Command::new("bash")
         .args(["-c", "read line; exec sleep 300"])
         .stdin(std::process::Stdio::piped())

@@ -11,7 +11,9 @@
 //!   every recording rule and every panel query for each. Each must return
 //!   data, unless it needs a family that exporter does not emit for a
 //!   documented reason ([`MAY_BE_ABSENT`]) or is quiet on an idle host
-//!   ([`QUIET_ON_IDLE_HOST`]).
+//!   ([`QUIET_ON_IDLE_HOST`]). A test host has no containers, pods or
+//!   units, so the test makes their cgroups and puts processes in them
+//!   ([`TestContainers`]).
 
 mod common;
 
@@ -21,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::cgroups::{disk_of, move_to, test_slice, Kid, Made};
 use common::prometheus::Prometheus;
 use common::Running;
 use serde_json::Value as Json;
@@ -164,9 +167,22 @@ fn declared_families() -> BTreeSet<String> {
     let desc =
         regex::Regex::new(r#"Desc::(gauge|counter|histogram)\(\s*"([a-zA-Z_:][a-zA-Z0-9_:]*)""#)
             .unwrap();
+    // Families declared once per dimension by a macro:
+    // `Desc::gauge(concat!("herakles_", $dim, "_processes"), ..)` in its
+    // body, `static POD: Sums = sums!("pod", ..)` for each dimension.
+    let templated = regex::Regex::new(
+        r#"Desc::(gauge|counter)\(\s*concat!\(\s*"(\w*)",\s*\$dim,\s*"(\w*)"\s*\)"#,
+    )
+    .unwrap();
+    let expanded = regex::Regex::new(r#"=\s*\w+!\(\s*"(\w+)","#).unwrap();
     let mut names = BTreeSet::new();
     for file in sources {
         let text = std::fs::read_to_string(&file).unwrap();
+        for t in templated.captures_iter(&text) {
+            for dim in expanded.captures_iter(&text) {
+                names.insert(format!("{}{}{}", &t[2], &dim[1], &t[3]));
+            }
+        }
         for c in desc.captures_iter(&text) {
             let name = c[2].to_string();
             if &c[1] == "histogram" {
@@ -300,6 +316,9 @@ fn queries_name_only_families_the_exporter_declares() {
     // The check is only as good as the list: a name the spec uses but we
     // do not emit must not be in it.
     assert!(known.contains("herakles_group_memory_rss_bytes"));
+    assert!(known.contains("herakles_pod_cgroup_cpu_throttled_periods_total"));
+    assert!(known.contains("herakles_user_memory_uss_bytes"));
+    assert!(!known.contains("herakles_user_cgroup_memory_usage_bytes"));
     assert!(!known.contains("herakles_mem_group_rss_bytes"));
     known.extend(recorded_names());
     known.extend(PROMETHEUS_SERIES.iter().map(|s| s.to_string()));
@@ -499,15 +518,24 @@ const MAY_BE_ABSENT: &[Absence] = &[
         "off by default (collectors.ebpf_io.cpu_stats)",
     ),
     Absence::default_off("herakles_textfile_", "no textfile directory by default"),
-    Absence::without_block_device(
-        "herakles_io_process_",
-        "the test's O_DIRECT write found no block device under CARGO_TARGET_TMPDIR",
+    Absence::default_off(
+        "herakles_group_context_switches_total",
+        "off by default (process_context_switches)",
     ),
+    Absence::without_test_cgroups("herakles_container_"),
+    Absence::without_test_cgroups("herakles_pod_"),
+    Absence::without_test_cgroups("herakles_unit_"),
+    Absence::without_block_device("herakles_container_cgroup_io_"),
+    Absence::without_block_device("herakles_unit_cgroup_io_"),
+    Absence::without_block_device("herakles_io_process_"),
     Absence::without_btf("herakles_net_process_"),
     Absence::without_btf("herakles_io_process_"),
     Absence::without_btf("herakles_group_net_"),
     Absence::without_btf("herakles_top_net_"),
     Absence::without_btf("herakles_ebpf_"),
+    Absence::without_btf("herakles_container_net_"),
+    Absence::without_btf("herakles_unit_net_"),
+    Absence::without_btf("herakles_user_net_"),
     Absence::without_btf("herakles_system_tcp_transitions_total"),
     Absence::without_btf("herakles_system_tcp_connections_unattributed_total"),
     Absence::without_btf("netprobe_tc_"),
@@ -527,6 +555,9 @@ enum When {
     Always,
     WithoutBtf,
     WithoutBlockDevice,
+    /// The test could not make its containers, pod and unit (it says why,
+    /// loudly, on standard error).
+    WithoutTestCgroups,
 }
 
 impl Absence {
@@ -550,10 +581,22 @@ impl Absence {
             ..Absence::new(prefix, "no kernel BTF: the eBPF programs cannot load")
         }
     }
-    const fn without_block_device(prefix: &'static str, reason: &'static str) -> Absence {
+    const fn without_test_cgroups(prefix: &'static str) -> Absence {
+        Absence {
+            when: When::WithoutTestCgroups,
+            ..Absence::new(
+                prefix,
+                "the test could not make container-shaped cgroups here (see its standard error)",
+            )
+        }
+    }
+    const fn without_block_device(prefix: &'static str) -> Absence {
         Absence {
             when: When::WithoutBlockDevice,
-            ..Absence::new(prefix, reason)
+            ..Absence::new(
+                prefix,
+                "the test's O_DIRECT I/O found no block device under CARGO_TARGET_TMPDIR",
+            )
         }
     }
 }
@@ -682,14 +725,32 @@ fn live() {
         format!(
             "smaps_mode: all\ncollectors:\n  netprobe:\n    enabled: true\n    interfaces: [lo]\n    \
              collection_interval: 1\n  bpf_inventory:\n    per_program: true\n    per_map: true\n  \
-             ebpf_io:\n    cpu_stats: true\n  textfile:\n    directory: {}\n",
+             ebpf_io:\n    cpu_stats: true\n  textfile:\n    directory: {}\n\
+             process_context_switches: true\n",
             textfiles.display()
         ),
     )
     .unwrap();
+    // Whether O_DIRECT reaches a block device here; the write that the
+    // per-process series need comes again below, once the exporters' eBPF
+    // programs are loaded.
+    let block_device = direct_write(work.path());
+    // Made before the exporters start, so that they find the processes
+    // already in place.
+    let containers = TestContainers::make(work.path(), block_device)
+        .map_err(|why| {
+            eprintln!(
+                "\n*** NO TEST CONTAINERS: {why}\n*** the container, pod and unit \
+                 queries are excused on this host ***\n"
+            )
+        })
+        .ok();
     let default = Running::start(&[]);
     let all_on = Running::start(&["-c", config.to_str().unwrap()]);
-    let block_io = direct_write(work.path());
+    let block_io = block_device && direct_write(work.path());
+    if let Some(c) = &containers {
+        c.go(default.addr.port());
+    }
     let btf = Path::new("/sys/kernel/btf/vmlinux").is_file();
     let instance = |e: Exporter| match e {
         Exporter::AllOn => all_on.addr.to_string(),
@@ -785,6 +846,7 @@ fn live() {
             When::Always => true,
             When::WithoutBtf => !btf,
             When::WithoutBlockDevice => !block_io,
+            When::WithoutTestCgroups => containers.is_none(),
         };
         let reasons: Option<Vec<String>> = missing
             .iter()
@@ -895,4 +957,147 @@ fn live() {
         println!("  {why}\n    {}", places.join("\n    "));
     }
     drop(prom);
+    drop(default);
+    drop(all_on);
+    if let Some(c) = containers {
+        let dirs = c.dirs();
+        drop(c);
+        let left: Vec<&PathBuf> = dirs.iter().filter(|d| d.exists()).collect();
+        assert!(left.is_empty(), "cgroups left behind: {left:?}");
+    }
+}
+
+/// A Docker container's and a Kubernetes pod's cgroups, shaped as the
+/// runtimes make them, with a process in each, for the container, pod and
+/// unit panels to show: on a test host there are none otherwise. Made at
+/// the top of each hierarchy (v2, and on a hybrid or v1 host the v1
+/// memory, cpu, cpuacct and blkio ones, where this host's kernel
+/// accounting is), below a slice of the test's own, so the systemd shapes
+/// are real ones: the docker scope is a unit too. Processes are killed and
+/// the cgroups removed when dropped, however the test ends.
+struct TestContainers {
+    // Dropped in this order: the processes, then their cgroups.
+    kids: Vec<Kid>,
+    made: Made,
+    go: PathBuf,
+}
+
+const DOCKER_ID: &str = "5d1b6c0a9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b";
+const CRI_ID: &str = "e3a9c0b18d7f6e5d4c3b2a1908f7e6d5c4b3a29180f7e6d5c4b3a2918e7d6c5b";
+const POD_UID: &str = "0b6f3f4e-2a1d-4c5b-9e8f-7a6b5c4d3e2f";
+
+/// What the container's process does once it is in its cgroups (`$1` is a
+/// file that holds the exporter's port once it is up, `$2` a file for
+/// O_DIRECT I/O, empty when there is no block device): a read and a write
+/// to disk, an HTTP request to the exporter (network in and out, by bash
+/// itself), then spin for ever, under a CPU quota of 1 ms per 100 ms, so
+/// that its cgroup is throttled in every period at 1% of one CPU.
+const CONTAINER_SCRIPT: &str = r#"
+until [ -s "$1" ]; do sleep 0.05; done
+read -r port < "$1"
+if [ -n "$2" ]; then
+  dd if=/dev/zero of="$2" bs=64k count=16 oflag=direct conv=fsync status=none
+  dd if="$2" of=/dev/null bs=64k iflag=direct status=none
+fi
+exec 3<>"/dev/tcp/127.0.0.1/$port"
+printf 'GET /health HTTP/1.0
+
+' >&3
+while read -r -u 3 line; do :; done
+exec 3<&-
+while :; do :; done
+"#;
+
+impl TestContainers {
+    fn make(work: &Path, block_io: bool) -> Result<TestContainers, String> {
+        use herakles_node_exporter::attribution::hierarchy::Hierarchy;
+        let h = Hierarchy::detect(Path::new("/sys"));
+        let mut roots: Vec<PathBuf> = Vec::new();
+        let v1 = ["memory", "cpu", "cpuacct", "blkio"].map(|c| h.v1_root(c));
+        for root in std::iter::once(h.unified.as_deref()).chain(v1).flatten() {
+            let root = root
+                .canonicalize()
+                .map_err(|e| format!("{}: {e}", root.display()))?;
+            if !roots.contains(&root) {
+                roots.push(root);
+            }
+        }
+        if roots.is_empty() {
+            return Err(format!("no cgroup hierarchy found: {h:?}"));
+        }
+        let base = test_slice();
+        let probe = roots[0].join(&base);
+        std::fs::create_dir(&probe)
+            .and_then(|()| std::fs::remove_dir(&probe))
+            .map_err(|e| format!("cannot make a cgroup {}: {e}", probe.display()))?;
+        let docker = format!("{base}/docker-{DOCKER_ID}.scope");
+        let kube = format!("{base}/kubepods/burstable/pod{POD_UID}/{CRI_ID}");
+        let io_file = work.join("container-io");
+        let mut made = Made::default();
+        for root in &roots {
+            for rel in [&docker, &kube] {
+                made.make(root, &root.join(rel));
+            }
+            let d = root.join(&docker);
+            for (file, quota) in [("cpu.max", "1000 100000"), ("cpu.cfs_quota_us", "1000")] {
+                if d.join(file).exists() {
+                    std::fs::write(d.join(file), quota)
+                        .unwrap_or_else(|e| panic!("{}: {e}", d.join(file).display()));
+                }
+            }
+        }
+        if block_io {
+            // v1 blkio counts a disk only once it has a throttle rule: give
+            // it one that never throttles, 1 TiB/s.
+            std::fs::write(&io_file, []).unwrap();
+            let (major, minor) = disk_of(&io_file);
+            for root in &roots {
+                for rule in ["read_bps_device", "write_bps_device"] {
+                    let f = root.join(&docker).join(format!("blkio.throttle.{rule}"));
+                    if f.exists() {
+                        std::fs::write(&f, format!("{major}:{minor} {}", 1u64 << 40))
+                            .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+                    }
+                }
+            }
+        }
+        let go = work.join("container-go");
+        let spawn =
+            |cmd: &mut Command| Kid(cmd.stdin(std::process::Stdio::null()).spawn().unwrap());
+        let mut c = TestContainers {
+            kids: Vec::new(),
+            made,
+            go,
+        };
+        let io_arg = if block_io {
+            io_file.to_str().unwrap()
+        } else {
+            ""
+        };
+        let script = spawn(Command::new("bash").args([
+            "-c",
+            CONTAINER_SCRIPT,
+            "container",
+            c.go.to_str().unwrap(),
+            io_arg,
+        ]));
+        let sleep = spawn(Command::new("sleep").arg("600"));
+        for root in &roots {
+            move_to(script.pid(), &root.join(&docker));
+            move_to(sleep.pid(), &root.join(&kube));
+        }
+        c.kids.extend([script, sleep]);
+        Ok(c)
+    }
+
+    /// Let the container's process go on, to the exporter at `port`.
+    fn go(&self, port: u16) {
+        let tmp = self.go.with_extension("tmp");
+        std::fs::write(&tmp, format!("{port}\n")).unwrap();
+        std::fs::rename(&tmp, &self.go).unwrap();
+    }
+
+    fn dirs(&self) -> Vec<PathBuf> {
+        self.made.dirs().to_vec()
+    }
 }

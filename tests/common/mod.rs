@@ -3,6 +3,7 @@
 //! a handle on a running exporter binary.
 #![allow(dead_code)]
 
+pub mod cgroups;
 pub mod prometheus;
 pub mod tls;
 
