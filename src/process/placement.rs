@@ -35,13 +35,14 @@
 //! time a hash turns up (in this scan, or known from earlier ones), the
 //! hash alone after that. A 64-bit hash over a few hundred distinct files
 //! collides with a probability around 10⁻¹⁴; it would attribute one
-//! process to another's cgroup.
+//! process to another's cgroup. The hash is keyed at random (see
+//! [`file_hash`]), so a collision cannot be searched for in advance.
 
-use std::collections::hash_map::DefaultHasher;
+use std::collections::hash_map::{DefaultHasher, RandomState};
 use std::collections::{HashMap, HashSet};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::attribution::fds::{self, Limit};
 use crate::attribution::identity::Identity;
@@ -93,11 +94,13 @@ pub enum CgroupFile {
     New(u64, Box<[u8]>),
 }
 
-/// The hash identifying a `cgroup` file.
+/// The hash identifying a `cgroup` file. Keyed at random once per exporter
+/// process: cgroup names are partly chosen by users (a delegated subtree
+/// under `user@.service`), and with a fixed key someone could search
+/// offline for a name whose file hashes like another's.
 pub fn file_hash(bytes: &[u8]) -> u64 {
-    let mut h = DefaultHasher::new();
-    bytes.hash(&mut h);
-    h.finish()
+    static KEYS: OnceLock<RandomState> = OnceLock::new();
+    KEYS.get_or_init(RandomState::new).hash_one(bytes)
 }
 
 /// What the scan read for a process that was due.
