@@ -115,9 +115,15 @@ fn three_hosts_aggregate_per_host_and_fleet_wide() {
         std::thread::sleep(Duration::from_millis(500));
     };
     // Read everything at the instant the fleet rules were last recorded:
-    // they are evaluated after the per-host rules of the same group, so the
-    // per-host series of that evaluation are there too.
-    let at = fleet_hosts[0]["value"][0].as_f64().unwrap();
+    // they are evaluated after the per-host rules of the same group, and
+    // `fleet_hosts` is the group's last rule, so every series of that
+    // evaluation is written. Not the query's own time: an evaluation
+    // stamped before it may still be writing, and a later read at that
+    // time would then see its per-host series beside the previous fleet
+    // sums.
+    assert_eq!(value(&fleet_hosts[0]), 3.0);
+    let stamp = prom.query("timestamp(herakles:fleet_hosts:count)");
+    let at = value(&stamp[0]);
 
     // Three distinct hosts: each answers on its own address, carries its
     // file_sd label, and reports only its own namespace's interfaces.
