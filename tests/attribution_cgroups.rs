@@ -455,7 +455,7 @@ impl Places {
 #[test]
 fn synthetic_cgroups_attribution_and_accounting() {
     if !is_root() {
-        eprintln!("\n*** SKIP cgroup attribution test: needs root to create cgroups ***\n");
+        herakles_core::testing::skip("cgroup attribution test: needs root to create cgroups");
         return;
     }
     let Places {
@@ -723,7 +723,7 @@ fn synthetic_cgroups_attribution_and_accounting() {
 #[test]
 fn podman_container_and_its_supervisor() {
     if !is_root() {
-        eprintln!("\n*** SKIP podman attribution test: needs root ***\n");
+        herakles_core::testing::skip("podman attribution test: needs root");
         return;
     }
     // runc: crun refuses hybrid hosts. The host's root as an overlay is
@@ -817,7 +817,7 @@ fn podman_container_and_its_supervisor() {
 #[test]
 fn the_exporter_follows_real_cgroups_moves_and_execs() {
     if !is_root() {
-        eprintln!("\n*** SKIP exporter cgroup test: needs root to create cgroups ***\n");
+        herakles_core::testing::skip("exporter cgroup test: needs root to create cgroups");
         return;
     }
     use std::io::Write;

@@ -397,10 +397,10 @@ fn direct_writes_credited_to_writer_and_device() {
     }
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let Some(device) = disk_of(dir.path()) else {
-        eprintln!(
-            "SKIPPED: {} is not on a real block device (tmpfs or overlay?)",
+        herakles_core::testing::skip(&format!(
+            "{} is not on a real block device (tmpfs or overlay?)",
             dir.path().display()
-        );
+        ));
         return;
     };
     let exporter = Exporter::new();
@@ -556,7 +556,7 @@ fn without_privilege_ebpf_is_absent_and_the_rest_serves() {
         .output()
         .is_err()
     {
-        eprintln!("SKIPPED: setpriv (util-linux) is not installed");
+        herakles_core::testing::skip("setpriv (util-linux) is not installed");
         return;
     }
     // Started through setpriv with the BPF capabilities dropped from every

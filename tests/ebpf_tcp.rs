@@ -47,7 +47,7 @@ fn cannot_run() -> Option<String> {
 /// Run `body` on a thread in a new network namespace with `lo` up.
 fn in_netns<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> Option<T> {
     if let Some(why) = cannot_run() {
-        eprintln!("\n*** SKIP eBPF TCP test: {why} ***\n");
+        herakles_core::testing::skip(&format!("eBPF TCP test: {why}"));
         return None;
     }
     std::thread::spawn(move || {

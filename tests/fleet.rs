@@ -53,7 +53,7 @@ fn label<'a>(sample: &'a Json, name: &str) -> &'a str {
 fn three_hosts_aggregate_per_host_and_fleet_wide() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED: the fleet needs root for network namespaces");
+        herakles_core::testing::skip("the fleet needs root for network namespaces");
         return;
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/fleet.sh");

@@ -704,7 +704,7 @@ struct Check {
 fn live_prometheus_evaluates_every_rule_and_panel() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED: needs root for a network namespace and the eBPF programs");
+        herakles_core::testing::skip("needs root for a network namespace and the eBPF programs");
         return;
     }
     in_netns(live);
@@ -735,14 +735,19 @@ fn live() {
     // per-process series need comes again below, once the exporters' eBPF
     // programs are loaded.
     let block_device = direct_write(work.path());
+    if !block_device {
+        herakles_core::testing::skip(&format!(
+            "no O_DIRECT write under {}: the block I/O queries are excused",
+            work.path().display()
+        ));
+    }
     // Made before the exporters start, so that they find the processes
     // already in place.
     let containers = TestContainers::make(work.path(), block_device)
         .map_err(|why| {
-            eprintln!(
-                "\n*** NO TEST CONTAINERS: {why}\n*** the container, pod and unit \
-                 queries are excused on this host ***\n"
-            )
+            herakles_core::testing::skip(&format!(
+                "no test containers ({why}): the container, pod and unit queries are excused"
+            ))
         })
         .ok();
     let default = Running::start(&[]);

@@ -23,12 +23,12 @@ const BIN: &str = env!("CARGO_BIN_EXE_herakles-node-exporter");
 
 fn able() -> bool {
     if !std::path::Path::new("/sys/kernel/btf/vmlinux").is_file() {
-        eprintln!("SKIPPED: no kernel BTF at /sys/kernel/btf/vmlinux");
+        herakles_core::testing::skip("no kernel BTF at /sys/kernel/btf/vmlinux");
         return false;
     }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED: netprobe tests need root (BPF, TC and network namespaces)");
+        herakles_core::testing::skip("netprobe tests need root (BPF, TC and network namespaces)");
         return false;
     }
     true

@@ -474,10 +474,10 @@ mod tests {
         std::thread::spawn(move || {
             // SAFETY: unshare has no memory-safety preconditions.
             if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-                eprintln!(
-                    "\n*** SKIP: cannot unshare a network namespace ({}); the live TCP test needs root ***\n",
+                herakles_core::testing::skip(&format!(
+                    "cannot unshare a network namespace ({}); the live TCP test needs root",
                     io::Error::last_os_error()
-                );
+                ));
                 return None;
             }
             lo_up().expect("bring lo up in the new namespace");
@@ -557,7 +557,9 @@ mod tests {
         let output = match std::process::Command::new("ss").arg("-tan").output() {
             Ok(o) => o,
             Err(e) => {
-                eprintln!("\n*** SKIP ss cross-check: cannot run ss ({e}); install iproute2 ***\n");
+                herakles_core::testing::skip(&format!(
+                    "ss cross-check: cannot run ss ({e}); install iproute2"
+                ));
                 return None;
             }
         };

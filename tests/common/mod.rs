@@ -314,12 +314,16 @@ pub fn sh(cmd: &str) -> String {
 /// Whether the exporter's eBPF programs can load here; prints why not.
 pub fn can_load_ebpf() -> bool {
     if !std::path::Path::new("/sys/kernel/btf/vmlinux").is_file() {
-        eprintln!("SKIPPED: no /sys/kernel/btf/vmlinux, the eBPF programs cannot load here");
+        herakles_core::testing::skip(
+            "no /sys/kernel/btf/vmlinux, the eBPF programs cannot load here",
+        );
         return false;
     }
     let caps = herakles_node_exporter::util::caps::effective().unwrap_or(0);
     if caps & (1 << 39) == 0 && caps & (1 << 21) == 0 {
-        eprintln!("SKIPPED: no CAP_BPF/CAP_SYS_ADMIN, the eBPF programs cannot load here");
+        herakles_core::testing::skip(
+            "no CAP_BPF/CAP_SYS_ADMIN, the eBPF programs cannot load here",
+        );
         return false;
     }
     true

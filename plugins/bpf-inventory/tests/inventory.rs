@@ -43,7 +43,7 @@ fn privileged() -> bool {
         .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
         .unwrap_or(0);
     if caps & (1 << CAP_SYS_ADMIN | 1 << CAP_BPF) == 0 {
-        eprintln!("SKIPPED: needs CAP_SYS_ADMIN or CAP_BPF to walk BPF objects");
+        herakles_core::testing::skip("needs CAP_SYS_ADMIN or CAP_BPF to walk BPF objects");
         return false;
     }
     true

@@ -26,12 +26,12 @@ const UDP_OVER_LO_OVERHEAD: u64 = 14 + 20 + 8;
 
 fn able() -> bool {
     if !std::path::Path::new("/sys/kernel/btf/vmlinux").is_file() {
-        eprintln!("SKIPPED: no kernel BTF at /sys/kernel/btf/vmlinux");
+        herakles_core::testing::skip("no kernel BTF at /sys/kernel/btf/vmlinux");
         return false;
     }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED: netprobe tests need root (BPF, TC and network namespaces)");
+        herakles_core::testing::skip("netprobe tests need root (BPF, TC and network namespaces)");
         return false;
     }
     true
