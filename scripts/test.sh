@@ -10,14 +10,14 @@ cargo clippy --workspace --all-targets -- -D warnings
 # so, and the harness hides the output of passing tests: each skip is also
 # a line of this file, listed at the end so that a green run says what it
 # did not test.
-export HERAKLES_TEST_SKIPS="$PWD/target/test-skips.txt"
+export TEST_SKIP_LOG="$PWD/target/test-skips.txt"
 mkdir -p target
-rm -f "$HERAKLES_TEST_SKIPS"
+rm -f "$TEST_SKIP_LOG"
 status=0
 cargo test --workspace || status=$?
-if [ -s "$HERAKLES_TEST_SKIPS" ]; then
-  echo "=== $(wc -l < "$HERAKLES_TEST_SKIPS") test(s) skipped part of their work on this host: ===" >&2
-  cat "$HERAKLES_TEST_SKIPS" >&2
+if [ -s "$TEST_SKIP_LOG" ]; then
+  echo "=== $(wc -l < "$TEST_SKIP_LOG") test(s) skipped part of their work on this host: ===" >&2
+  cat "$TEST_SKIP_LOG" >&2
 else
   echo "=== no test skipped anything ===" >&2
 fi

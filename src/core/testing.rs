@@ -14,8 +14,10 @@ use std::sync::Arc;
 use crate::{BuildCollector, BuildContext, Collector, MetricSink, Paths, Result, ScrapeContext};
 
 /// The variable naming the file [`skip`] appends to. `scripts/test.sh`
-/// sets it and lists the file after the run.
-pub const SKIP_LOG_VARIABLE: &str = "HERAKLES_TEST_SKIPS";
+/// sets it and lists the file after the run. Not `HERAKLES_*`: those are
+/// the exporter's configuration, and the exporters the tests start inherit
+/// the variable.
+pub const SKIP_LOG_VARIABLE: &str = "TEST_SKIP_LOG";
 
 /// Say that the running test cannot do its work here and returns early
 /// (no BTF, no privilege, no tool): on standard error, and as a line of
