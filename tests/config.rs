@@ -273,15 +273,19 @@ fn accepted_configs_start_the_daemon() {
 
     let keys = numeric_keys();
     assert!(keys.len() >= 20, "{} numeric keys", keys.len());
-    // Half the cases keep every value in range (one bad key in twenty
+    // Every other case keeps every value in range (one bad key in twenty
     // would otherwise reject nearly all of them); the rest go anywhere.
-    let strategy = (
-        proptest::bool::ANY,
-        proptest::collection::vec((0u8..8, 0.0f64..=1.0), keys.len()),
-    );
+    // Alternating by count rather than by a random bit, and keeping the
+    // smaps budget on in the in-range cases, makes the number of accepted
+    // configs a fixed 24: with both left to chance, the floor of 10 below
+    // failed about one run in a hundred and fifty.
+    let strategy = proptest::collection::vec((0u8..8, 0.0f64..=1.0), keys.len());
     let accepted_cases = std::cell::Cell::new(0);
+    let cases = std::cell::Cell::new(0u32);
     let mut runner = TestRunner::new(Config::with_cases(48));
-    let result = runner.run(&strategy, |(only_in_range, choices)| {
+    let result = runner.run(&strategy, |choices| {
+        let only_in_range = cases.get() % 2 == 0;
+        cases.set(cases.get() + 1);
         let mut tree = json!({"bind": "127.0.0.1", "port": 0, "enable_ebpf": false});
         let mut in_range = true;
         for (key, (choice, frac)) in keys.iter().zip(&choices) {
@@ -326,6 +330,9 @@ fn accepted_configs_start_the_daemon() {
             }
         }
         // smaps reads need a budget unless they are off.
+        if only_in_range && tree["smaps_budget_ms"] == json!(0u64) {
+            tree["smaps_budget_ms"] = json!(1u64);
+        }
         let budget_zero = tree["smaps_budget_ms"] == json!(0u64);
         let accepted = in_range && !budget_zero;
         let text = serde_norway::to_string(&tree).unwrap();
