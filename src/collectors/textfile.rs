@@ -695,6 +695,14 @@ fn whole_count(family: &str, v: f64) -> std::result::Result<u64, String> {
     }
 }
 
+/// `labels` borrowed as the sink takes them.
+fn label_refs(labels: &Labels) -> Vec<(&str, &str)> {
+    labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
 /// Families of all files of one scrape, merged by name.
 #[derive(Default)]
 struct Merged {
@@ -815,32 +823,18 @@ impl Merged {
                 // Each file's part was checked in `add`, and series are
                 // merged whole, so the merged family is valid too.
                 for h in histograms(family).unwrap_or_default() {
-                    let refs: Vec<(&str, &str)> = h
-                        .labels
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), v.as_str()))
-                        .collect();
-                    f.histogram(&refs, &h.buckets, h.sum, h.count);
+                    f.histogram(&label_refs(&h.labels), &h.buckets, h.sum, h.count);
                 }
                 continue;
             }
             if family.kind == Kind::Summary {
                 for q in summaries(family).unwrap_or_default() {
-                    let refs: Vec<(&str, &str)> = q
-                        .labels
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), v.as_str()))
-                        .collect();
-                    f.summary(&refs, &q.quantiles, q.sum, q.count);
+                    f.summary(&label_refs(&q.labels), &q.quantiles, q.sum, q.count);
                 }
                 continue;
             }
             for (_, labels, value) in &family.samples {
-                let refs: Vec<(&str, &str)> = labels
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect();
-                f.sample(&refs, *value);
+                f.sample(&label_refs(labels), *value);
             }
         }
     }

@@ -71,23 +71,17 @@ pub fn serve(
         "HTTP connection limits"
     );
     let stats = Arc::new(Stats::default());
-    {
-        // Rendered only while the exporter's own metrics are on
-        // (`enable_telemetry`): the scraper leaves every meta source out
-        // otherwise.
-        let stats = stats.clone();
-        routes
-            .load()
-            .scraper
-            .add_meta_source(Arc::new(move |out| stats.render(out)));
-    }
     // The slot is shared by every `App` a reload makes: the reload
     // replaces what is in it, not the slot.
     let web = routes.load().web.clone();
     {
-        // The certificate served now, whichever web config put it there.
-        let web = web.clone();
+        // Rendered only while the exporter's own metrics are on
+        // (`enable_telemetry`): the scraper leaves every meta source out
+        // otherwise. The certificate is the one served now, whichever web
+        // config put it there.
+        let (stats, web) = (stats.clone(), web.clone());
         routes.load().scraper.add_meta_source(Arc::new(move |out| {
+            stats.render(out);
             if let Some(tls) = web.current().tls() {
                 tls.render(out);
             }
